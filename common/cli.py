@@ -1,0 +1,78 @@
+"""Command-line conventions shared by every entry point.
+
+User mistakes end in one line on stderr and exit code 2 (no traceback): argparse errors through
+:class:`ArgumentParser`, everything else by raising :class:`~common.config.UsageError` inside a
+function wrapped by :func:`run_main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict
+from common.run import Run, prepare_run_dir
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``prog: error: what is wrong (see --help)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_run_args(parser: argparse.ArgumentParser, default_config: str | None) -> None:
+    """The flags every trainer has: --config, --out, --resume, --overwrite, --device."""
+    g = parser.add_argument_group("run")
+    g.add_argument(
+        "--config",
+        default=default_config,
+        metavar="FILE",
+        help=f"YAML file of config fields; flags below override it (default: {default_config})",
+    )
+    g.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<name>-<date>-<time>)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="delete the run in --out and start over")
+    g.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
+
+
+def start_run(cls: type[C], args: argparse.Namespace, name: str, *, writer: bool = True) -> tuple[C, Run, bool]:
+    """Resolve the config (saved run <- YAML <- flags) and open the run directory.
+
+    Returns (config, run, resuming). Nothing in ``--out`` is touched before the config is valid.
+    """
+    if args.out is None:
+        if args.resume:
+            raise UsageError("--resume needs --out DIR, the run to continue")
+        args.out = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    saved = prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
+    # On resume the saved config is the base, so only flags that change something count as a diff;
+    # the default --config file is not re-applied over it.
+    yaml_path = args.config if (saved is None or args.config != args._default_config) else None
+    cfg = resolve_config(cls, yaml_path, cli_overrides(args), base=saved)
+    run = Run(args.out, to_dict(cfg), resume=args.resume, overwrite=args.overwrite, writer=writer)
+    return cfg, run, args.resume
+
+
+def trainer_parser(cls: type, prog: str, description: str, default_config: str | None) -> ArgumentParser:
+    """Parser with the run flags and one ``--field-name`` per config field."""
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(parser, default_config)
+    add_config_args(parser, cls)
+    parser.set_defaults(_default_config=default_config)
+    return parser
+
+
+def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None, prog: str = "") -> None:
+    """Call ``main(argv)``; a UsageError becomes ``prog: error: message`` and exit code 2."""
+    try:
+        code = main(argv)
+    except UsageError as e:
+        print(f"{prog or Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,190 @@
+"""Typed configs: dataclass defaults <- YAML file <- command line (the command line wins).
+
+A trainer's config is a frozen dataclass whose fields are declared with :func:`opt`, which keeps
+the help text next to the default. :func:`add_config_args` turns every field into a ``--field-name``
+flag, :func:`resolve_config` merges the three layers, and every bad key or value raises
+:class:`UsageError`, which the command-line entry points turn into one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+C = TypeVar("C")
+
+
+class UsageError(Exception):
+    """A user mistake (bad flag, key, value, path): reported as one line, exit code 2."""
+
+
+def opt(default: Any, help: str) -> Any:
+    """A config field with its help text, e.g. ``lr: float = opt(0.1, "peak learning rate")``."""
+    if isinstance(default, list):
+        raise TypeError("use a tuple, not a list, as a field default")
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "{" + ",".join(str(a) for a in get_args(tp)) + "}"
+    if origin is tuple:
+        return f"{_type_name(get_args(tp)[0])},..."
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(_type_name(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce(value: Any, tp: Any, name: str) -> Any:
+    """Convert a YAML value or a command-line string to the field type ``tp``, or raise UsageError."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # only `X | None` is used
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        (inner,) = [a for a in get_args(tp) if a is not type(None)]
+        return coerce(value, inner, name)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise UsageError(f"{name}: invalid value {value!r} (choose from {', '.join(map(str, choices))})")
+        return value
+    if origin is tuple:
+        (inner, _) = get_args(tp)
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        return tuple(coerce(v, inner, name) for v in items)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise UsageError(f"{name}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UsageError(f"{name}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise UsageError(f"{name}: expected a number, got {value!r}")
+        try:  # YAML reads 1e-3 (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise UsageError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {tp!r} for {name}")
+
+
+def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    hints = get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add ``--field-name VALUE`` for every field of the dataclass ``cls`` (default: not given)."""
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the YAML file)")
+    for name, (field, tp) in _fields(cls).items():
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        kwargs: dict[str, Any] = dict(
+            dest=f"cfg.{name}",
+            default=argparse.SUPPRESS,
+            metavar=_type_name(tp).upper() if tp is not bool else "BOOL",
+            help=f"{field.metadata.get('help', '')} (default: {default})",
+        )
+        if tp is bool:  # `--ema` alone means true; `--ema false` also works
+            kwargs.update(nargs="?", const="true")
+        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The config fields given on the command line, as raw strings."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg.")}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; a missing file or a non-mapping is a UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"config file {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping of field: value")
+    return data
+
+
+def from_dict(cls: type[C], values: dict[str, Any], source: str) -> C:
+    """Build ``cls`` from a partial mapping (YAML keys may use - or _); unknown keys are errors."""
+    fields = _fields(cls)
+    kwargs = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            raise UsageError(f"{source}: unknown key {key!r} (valid keys: {', '.join(fields)})")
+        label = source if source.startswith("--") else f"{source}: {name}"
+        kwargs[name] = coerce(value, fields[name][1], label)
+    try:
+        return cls(**kwargs)
+    except UsageError as e:
+        raise UsageError(f"{source}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain mapping (tuples as lists) for YAML and JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def resolve_config(
+    cls: type[C],
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> C:
+    """Merge ``base`` (e.g. a saved run's config) <- YAML file <- command-line ``overrides``."""
+    values: dict[str, Any] = dict(base or {})
+    if yaml_path is not None:
+        from_dict(cls, load_yaml(yaml_path), str(yaml_path))  # report errors against the file
+        values.update({str(k).replace("-", "_"): v for k, v in load_yaml(yaml_path).items()})
+    for key, value in (overrides or {}).items():
+        from_dict(cls, {key: value}, "--" + key.replace("_", "-"))
+        values[key] = value
+    return from_dict(cls, values, "config")
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Fields whose values differ, as ``name: old -> new``."""
+    keys = list(old) + [k for k in new if k not in old]
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise UsageError(message) unless condition; for range checks in ``__post_init__``."""
+    if not condition:
+        raise UsageError(message)

@@ -1,0 +1,32 @@
+"""Shared test fixtures. Tests run on the CPU with few threads so the suite fits 2 cores."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+def run_python(
+    *args: str, cwd: Path = ROOT, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python args...`` from the repository root, as a user would run it."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+def run_module(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m args...`` from the repository root."""
+    return run_python("-m", *args, **kwargs)
+
+
+@pytest.fixture
+def run_cli():
+    return run_module

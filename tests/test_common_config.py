@@ -1,0 +1,101 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from common.cli import trainer_parser
+from common.config import UsageError, check, cli_overrides, coerce, diff, opt, resolve_config, to_dict
+
+
+@dataclass(frozen=True)
+class Demo:
+    lr: float = opt(0.1, "learning rate")
+    epochs: int = opt(10, "epochs")
+    method: Literal["manifold", "input", "supervised"] = opt("manifold", "method")
+    points: tuple[str, ...] = opt(("pixel", "h1"), "mixing points")
+    milestones: tuple[int, ...] = opt((5, 8), "lr drops")
+    ema: bool = opt(False, "keep an EMA")
+    split: str | None = opt(None, "split file")
+
+    def __post_init__(self):
+        check(self.lr > 0, f"lr must be positive, got {self.lr}")
+
+
+def parse(argv, tmp_path=None):
+    parser = trainer_parser(Demo, "demo", "demo trainer", default_config=None)
+    return parser.parse_args(argv)
+
+
+def test_defaults_then_yaml_then_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.5\nepochs: 3\nmilestones: [1, 2]\n")
+    args = parse(["--epochs", "7", "--points", "h1,pixel", "--ema"])
+    cfg = resolve_config(Demo, path, cli_overrides(args))
+    assert cfg == Demo(lr=0.5, epochs=7, points=("h1", "pixel"), milestones=(1, 2), ema=True)
+
+
+def test_yaml_accepts_dashes_and_exponents_without_a_dot(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nsplit: runs/x/split.npz\n")  # YAML 1.1 reads 1e-3 as a string
+    cfg = resolve_config(Demo, path)
+    assert cfg.lr == 1e-3 and cfg.split == "runs/x/split.npz"
+
+
+def test_unknown_yaml_key_names_it_and_lists_valid_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 0.5\n")
+    with pytest.raises(UsageError, match=r"unknown key 'learning_rate' \(valid keys: lr, epochs, method"):
+        resolve_config(Demo, path)
+
+
+def test_bad_choice_lists_the_choices():
+    with pytest.raises(
+        UsageError, match=r"--method: invalid value 'mixup' \(choose from manifold, input, supervised\)"
+    ):
+        resolve_config(Demo, None, {"method": "mixup"})
+
+
+@pytest.mark.parametrize(
+    ("value", "tp", "message"),
+    [
+        ("x", int, "expected an integer"),
+        ("1.5", int, "expected an integer"),
+        ("fast", float, "expected a number"),
+        ("maybe", bool, "expected true or false"),
+        (True, float, "expected a number"),
+    ],
+)
+def test_bad_types_are_usage_errors(value, tp, message):
+    with pytest.raises(UsageError, match=message):
+        coerce(value, tp, "field")
+
+
+def test_range_checks_in_post_init_become_usage_errors():
+    with pytest.raises(UsageError, match="lr must be positive"):
+        resolve_config(Demo, None, {"lr": "-1"})
+
+
+def test_optional_fields_accept_none():
+    assert resolve_config(Demo, None, {"split": "none"}).split is None
+
+
+def test_missing_and_malformed_yaml_files(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve_config(Demo, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1,\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        resolve_config(Demo, bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(UsageError, match="must hold a mapping"):
+        resolve_config(Demo, listy)
+
+
+def test_to_dict_round_trips_through_resolve():
+    cfg = Demo(points=("h2",), ema=True)
+    assert resolve_config(Demo, None, base=to_dict(cfg)) == cfg
+
+
+def test_diff_lists_changed_fields():
+    assert diff({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == ["b: 2 -> 3", "c: None -> 4"]
