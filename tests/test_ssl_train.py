@@ -1,0 +1,286 @@
+import json
+import math
+import signal
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ROOT, run_module
+
+import ssl.train as T
+from common.config import resolve_config
+from common.mixup import sample_mix
+from ssl.wrn import WideResNet
+
+DIGITS = str(ROOT / "configs" / "ssl" / "digits.yaml")
+# A few seconds on one CPU core: 2 epochs of 20 updates, a small network.
+TINY = [
+    "--config",
+    DIGITS,
+    "--epochs",
+    "2",
+    "--iterations-per-epoch",
+    "20",
+    "--depth",
+    "10",
+    "--width",
+    "1",
+    "--log-every",
+    "5",
+    "--eval-batch-size",
+    "1000",
+    "--lr-milestones",
+    "1",
+    "--device",
+    "cpu",
+]
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return WideResNet(num_classes=10, depth=10, width=1, in_channels=1, bn_momentum=0.1)
+
+
+def cfg(**overrides):
+    return resolve_config(T.SSLConfig, None, {"dataset": "digits", **overrides})
+
+
+def tiny_batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.arange(n) % 10, torch.randn(n, 1, 8, 8, generator=g)
+
+
+@pytest.mark.parametrize(("t", "expected"), [(0.0, math.exp(-5)), (0.2, math.exp(-1.25)), (0.4, 1.0), (0.9, 1.0)])
+def test_consistency_weight_follows_the_sigmoid_ramp(t, expected):
+    total = 1000
+    assert T.consistency_weight(int(t * total), total, w_max=2.0, rampup=0.4) == pytest.approx(2.0 * expected)
+
+
+def test_learning_rate_drops_at_milestones():
+    c = cfg(lr="0.1", lr_milestones="2,3")
+    assert [T.learning_rate(s, c, 10) for s in (0, 19, 20, 29, 30)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_l1_term_covers_every_parameter_tensor():
+    model = tiny_model()
+    penalty = T.l1_penalty(model)
+    torch.testing.assert_close(penalty, sum(p.abs().sum() for p in model.parameters()))
+    penalty.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, torch.sign(p.detach()), msg=name)
+
+
+def test_l1_first_scope_reproduces_the_original_code():
+    model = tiny_model()
+    first = next(model.parameters())
+    torch.testing.assert_close(T.l1_penalty(model, "first"), first.abs().sum())
+
+
+def test_pseudolabels_carry_no_gradient():
+    model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
+    seen = []
+
+    class Teacher(torch.nn.Module):
+        def forward(self, x):
+            out = model(x)
+            seen.append((torch.is_grad_enabled(), out.requires_grad))
+            return out
+
+    loss, _ = T.train_step(model, Teacher(), x_l, y_l, x_u, 1.0, cfg(), (0, 1, 2), 10)
+    loss.backward()
+    assert seen == [(False, False)]
+
+
+def test_supervised_makes_no_unlabelled_forward_pass():
+    model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
+    batch_sizes = []
+    model.stages[0].register_forward_hook(lambda m, i, o: batch_sizes.append(i[0].shape[0]))
+    T.train_step(model, model, x_l, y_l, x_u, 1.0, cfg(method="supervised"), (0,), 10)
+    assert batch_sizes == [len(x_l)]
+    # ... and the data side never draws unlabelled indices for it
+    from common.data import make_split
+    from common.sampler import PairedBatches
+
+    split = make_split(torch.arange(200) % 10, 20, 20, 0, 10)
+    assert len(PairedBatches(split, 10, 0, 0).indices(3)[1]) == 0
+
+
+@pytest.mark.parametrize("consistency", ["prob", "logit"])
+def test_loss_on_a_fixed_batch_matches_a_hand_computation(consistency):
+    model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
+    c = cfg(consistency=consistency, l1="0.001")
+    torch.manual_seed(5)
+    loss, parts = T.train_step(model, model, x_l, y_l, x_u, 0.7, c, (0, 1, 2), 10)
+
+    # The same draws, the formulas written out: eq. 1 on both batches, CE + w·MSE + L1.
+    torch.manual_seed(5)
+    m_l = sample_mix(len(x_l), (0, 1, 2), 0.1)
+    lam = float(m_l.lam)
+    h = model(x_l, 0, m_l.point)
+    logits = model(lam * h + (1 - lam) * h[m_l.perm], m_l.point)
+    y = F.one_hot(y_l, 10).float()
+    y_mix = lam * y + (1 - lam) * y[m_l.perm]
+    ce = -(y_mix * torch.log(torch.exp(logits) / torch.exp(logits).sum(1, keepdim=True))).sum() / len(x_l)
+    with torch.no_grad():
+        target = model(x_u)
+        target = torch.exp(target) / torch.exp(target).sum(1, keepdim=True) if consistency == "prob" else target
+    m_u = sample_mix(len(x_u), (0, 1, 2), 2.0)
+    lam_u = float(m_u.lam)
+    h_u = model(x_u, 0, m_u.point)
+    out_u = model(lam_u * h_u + (1 - lam_u) * h_u[m_u.perm], m_u.point)
+    pred = torch.exp(out_u) / torch.exp(out_u).sum(1, keepdim=True) if consistency == "prob" else out_u
+    mse = ((pred - (lam_u * target + (1 - lam_u) * target[m_u.perm])) ** 2).sum() / pred.numel()
+    l1 = sum(p.abs().sum() for p in model.parameters())
+    torch.testing.assert_close(parts["loss_sup"], ce.detach())
+    torch.testing.assert_close(parts["loss_cons"], mse.detach())
+    torch.testing.assert_close(loss, ce + 0.7 * mse + 0.001 * l1)
+
+
+def test_eligible_points_per_method():
+    model = tiny_model()
+    assert T.eligible_points(cfg(method="input", mix_points="h1,h2"), model) == (0,)
+    assert T.eligible_points(cfg(method="manifold"), model) == (0, 1, 2)
+    assert T.eligible_points(cfg(method="manifold", mix_points="input,h3"), model) == (0, 3)
+
+
+def test_ema_update_moves_towards_the_model():
+    model, ema = tiny_model(0), tiny_model(1)
+    before = [p.clone() for p in ema.parameters()]
+    T.update_ema(ema, model, 0.9)
+    for b, e, m in zip(before, ema.parameters(), model.parameters()):
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * m)
+
+
+def test_summary_uses_best_validation_and_median_of_last_20():
+    evals = [
+        {"epoch": i, "val_acc": v, "test_acc": t, "test_nll": 1.0}
+        for i, (v, t) in enumerate([(0.5, 0.6), (0.9, 0.7), (0.8, 0.9)])
+    ]
+    s = T.summarize(evals)
+    assert s["test_error_at_best_val"] == pytest.approx(0.3) and s["best_val_epoch"] == 1
+    assert s["median_test_error_last20"] == pytest.approx(0.3)
+
+
+def metrics_without_time(out):
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k != "time"} for m in lines]
+
+
+@pytest.mark.parametrize("method", ["manifold", "supervised"])
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, method):
+    argv = [*TINY, "--method", method, "--pseudolabels", "ema", "--eval-ema"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+
+    class StopAfter(T.StopSignal):  # a SIGINT that arrives during update 27 (mid-epoch)
+        polls = 0
+
+        @property
+        def signum(self):
+            StopAfter.polls += 1
+            return signal.SIGINT if StopAfter.polls >= 27 else None
+
+        @signum.setter
+        def signum(self, value):
+            pass
+
+    monkeypatch.setattr(T, "StopSignal", StopAfter)
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGINT
+    monkeypatch.undo()
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+
+    assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    for k, v in full["model"].items():
+        torch.testing.assert_close(cut["model"][k], v, rtol=0, atol=0)
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert {"test_error_at_best_val", "median_test_error_last20", "test_nll_at_best_val"} <= set(summary)
+
+
+@pytest.mark.slow
+def test_tiny_wrn_learns_digits(tmp_path):
+    out = tmp_path / "run"
+    assert (
+        T.main(
+            [
+                *TINY,
+                "--epochs",
+                "8",
+                "--iterations-per-epoch",
+                "25",
+                "--lr-milestones",
+                "6",
+                "--labels",
+                "100",
+                "--method",
+                "manifold",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_test_error"] < 0.5  # chance is 0.9
+    assert (out / "split.npz").is_file() and (out / "config.yaml").is_file()
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssl.train", *TINY, "--epochs", "1000", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "--resume" in stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] > 0
+
+
+def test_command_line_errors_are_one_line_with_exit_code_2(tmp_path):
+    bad = run_module("ssl.train", *TINY, "--method", "mixup", "--out", str(tmp_path / "a"))
+    assert bad.returncode == 2 and "invalid value 'mixup'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    bad = run_module("ssl.train", *TINY, "--mix-points", "h9", "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2 and "unknown mixing point 'h9'" in bad.stderr
+    bad = run_module("ssl.train", *TINY, "--labels", "15", "--out", str(tmp_path / "c"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_missing_cifar10_is_a_clear_data_error(tmp_path):
+    result = run_module(
+        "ssl.train",
+        "--labels",
+        "4000",
+        "--data-dir",
+        str(tmp_path / "nothing"),
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "cifar-10" in result.stderr.lower()
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    assert T.main([*TINY, "--epochs", "1", "--out", str(out)]) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    again = run_module("ssl.train", *TINY, "--epochs", "1", "--out", str(out))
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    assert (out / "checkpoint.pt").read_bytes() == before
