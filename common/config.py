@@ -61,6 +61,8 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         return value
     if origin is tuple:
         (inner, _) = get_args(tp)
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return ()
         if isinstance(value, str):
             items = [v.strip() for v in value.split(",") if v.strip()]
         elif isinstance(value, (list, tuple)):

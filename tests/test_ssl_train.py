@@ -5,12 +5,13 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, run_module
 
 import ssl.train as T
 from common.config import resolve_config
 from common.mixup import sample_mix
 from ssl.wrn import WideResNet
+
+from conftest import ROOT, run_module
 
 DIGITS = str(ROOT / "configs" / "ssl" / "digits.yaml")
 # A few seconds on one CPU core: 2 epochs of 20 updates, a small network.

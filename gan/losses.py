@@ -1,0 +1,95 @@
+"""GAN losses and the discriminator's mixup term (ICML 2019 Appendix E, eqs. 4-7; preprint §4.4).
+
+``real_part(d)`` / ``fake_part(d)`` are the per-example losses of calling logits ``d`` real / fake:
+
+    ns (non-saturating JS):  softplus(−d) / softplus(d)
+    hinge:                   relu(1 − d)  / relu(1 + d)
+
+A mix whose *real fraction* is t is trained towards t with t·real_part + (1−t)·fake_part: for
+``ns`` this is exactly BCE with the soft target t (ICML eq. 5), for ``hinge`` the λ-weighted sum of
+the two hinge terms. The generator's loss never sees a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from common.mixup import mix, sample_lam
+from common.staged import StagedNet
+
+Loss = Literal["ns", "hinge"]
+PAIRS = ("rf", "fr", "ff")
+
+
+def real_part(d: Tensor, loss: Loss) -> Tensor:
+    return F.softplus(-d) if loss == "ns" else F.relu(1 - d)
+
+
+def fake_part(d: Tensor, loss: Loss) -> Tensor:
+    return F.softplus(d) if loss == "ns" else F.relu(1 + d)
+
+
+def soft_label_loss(d: Tensor, real_fraction: Tensor | float, loss: Loss) -> Tensor:
+    """mean of t·real_part(d) + (1−t)·fake_part(d) for logits d (B,) and real fraction t."""
+    return (real_fraction * real_part(d, loss) + (1 - real_fraction) * fake_part(d, loss)).mean()
+
+
+def d_loss(d_real: Tensor, d_fake: Tensor, loss: Loss) -> Tensor:
+    """The ordinary discriminator loss: real batch towards real, fake batch towards fake."""
+    return real_part(d_real, loss).mean() + fake_part(d_fake, loss).mean()
+
+
+def g_loss(d_fake: Tensor, loss: Loss) -> Tensor:
+    """The generator's loss: non-saturating −log D(G(z)) for ns, −D(G(z)) for hinge. No mixup term."""
+    return F.softplus(-d_fake).mean() if loss == "ns" else -d_fake.mean()
+
+
+def mix_real_fraction(pair: str, lam: Tensor, labels: Literal["soft", "fake"]) -> tuple[Tensor, Tensor]:
+    """(λ used to mix, real fraction of the mix = its label) for one pair type.
+
+    The mix is λ·first + (1−λ)·second with first/second = real/fake (rf), fake/real (fr), fake/fake (ff).
+    soft: the label is the real fraction (ICML eq. 5). fake: every mix is labelled 0, and λ is
+    folded to min(λ, 1−λ) so that rf and fr mixes are at least half fake (preprint, footnote 3).
+    """
+    if labels == "fake":
+        lam = torch.minimum(lam, 1 - lam)
+        if pair == "fr":  # the real batch is second: keep its share ≤ 1/2 as well
+            lam = 1 - lam
+        return lam, torch.zeros_like(lam)
+    real = {"rf": lam, "fr": 1 - lam, "ff": torch.zeros_like(lam)}[pair]
+    return lam, real
+
+
+def mixup_term(
+    D: StagedNet,
+    h_real: Tensor,
+    h_fake: Tensor,
+    point: int,
+    pairs: Sequence[str],
+    labels: Literal["soft", "fake"],
+    lam_dist: Literal["uniform", "beta"],
+    alpha: float,
+    loss: Loss,
+) -> Tensor:
+    """Σ over pair types of the loss on mixes of hidden states at ``point`` (ICML eq. 7).
+
+    h_real, h_fake: (B, ...) outputs of D's stages before ``point`` for the real and fake batches,
+    computed once and shared with the ordinary loss. One λ per pair type per step; fake-fake mixes
+    pair each fake example with another fake example of a random permutation.
+    """
+    total = h_real.new_zeros(())
+    for pair in pairs:
+        lam, target = mix_real_fraction(pair, sample_lam(alpha, (), lam_dist), labels)
+        if pair == "rf":
+            h = mix(h_real, h_fake, lam)
+        elif pair == "fr":
+            h = mix(h_fake, h_real, lam)
+        else:
+            h = mix(h_fake, h_fake[torch.randperm(len(h_fake), device=h_fake.device)], lam)
+        total = total + soft_label_loss(D(h, point), target, loss)  # λ, t: CPU scalars, no sync
+    return total

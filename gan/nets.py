@@ -1,0 +1,137 @@
+"""SNGAN ResNet generator and discriminator for small images (Miyato et al. 2018, Appendix B.4).
+
+For 32x32 CIFAR-10 (the defaults)::
+
+    G: z (128) -> linear -> 4x4x256 -> 3 x [upsampling residual block, 256 ch, BN-ReLU]
+       -> BN-ReLU-conv3x3-tanh -> (B, 3, 32, 32)
+    D: stage 1  optimized block 3 -> 128, downsample     pixel -> h1   (B, 128, 16, 16)
+       stage 2  residual block, downsample               h1 -> h2      (B, 128, 8, 8)
+       stage 3  residual block                           h2 -> h3      (B, 128, 8, 8)
+       stage 4  residual block                           h3 -> h4      (B, 128, 8, 8)
+       stage 5  ReLU, global sum pooling, linear         h4 -> logit   (B,)
+
+Every layer of D is spectrally normalised with torch's parametrization. D is a
+:class:`~common.staged.StagedNet`, so Manifold Mixup can mix at any of its points.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from common.staged import StagedNet
+
+
+def maybe_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:
+    return spectral_norm(module) if enabled else module
+
+
+class GBlock(nn.Module):
+    """BN-ReLU-up-conv3x3-BN-ReLU-conv3x3 plus an upsampled 1x1 shortcut. (B, c_in, H, W) -> (B, c_out, 2H, 2W)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(c_in, c_out, 3, 1, 1),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1),
+        )
+        self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + self.shortcut(x)
+
+
+class Generator(nn.Module):
+    """z (B, z_dim) -> images (B, out_channels, bottom·2^blocks, ...) in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 128, channels: int = 256, bottom: int = 4, blocks: int = 3, out_channels: int = 3):
+        super().__init__()
+        self.z_dim, self.channels, self.bottom = z_dim, channels, bottom
+        self.linear = nn.Linear(z_dim, channels * bottom * bottom)
+        self.blocks = nn.Sequential(*[GBlock(channels, channels) for _ in range(blocks)])
+        self.out = nn.Sequential(
+            nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, out_channels, 3, 1, 1), nn.Tanh()
+        )
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.linear(z).view(len(z), self.channels, self.bottom, self.bottom)
+        return self.out(self.blocks(h))
+
+
+class DBlock(nn.Module):
+    """ReLU-conv3x3-ReLU-conv3x3 (-avgpool) plus a 1x1 (-avgpool) shortcut when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, sn: bool = True):
+        super().__init__()
+        layers = [
+            nn.ReLU(),
+            maybe_spectral_norm(nn.Conv2d(c_in, c_out, 3, 1, 1), sn),
+            nn.ReLU(),
+            maybe_spectral_norm(nn.Conv2d(c_out, c_out, 3, 1, 1), sn),
+        ]
+        self.residual = nn.Sequential(*layers, *([nn.AvgPool2d(2)] if down else []))
+        self.shortcut = nn.Identity()
+        if down or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                maybe_spectral_norm(nn.Conv2d(c_in, c_out, 1), sn), *([nn.AvgPool2d(2)] if down else [])
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + self.shortcut(x)
+
+
+class OptimizedDBlock(nn.Module):
+    """The first D block: conv3x3-ReLU-conv3x3-avgpool plus avgpool-conv1x1 (no ReLU on the image)."""
+
+    def __init__(self, c_in: int, c_out: int, sn: bool = True):
+        super().__init__()
+        self.residual = nn.Sequential(
+            maybe_spectral_norm(nn.Conv2d(c_in, c_out, 3, 1, 1), sn),
+            nn.ReLU(),
+            maybe_spectral_norm(nn.Conv2d(c_out, c_out, 3, 1, 1), sn),
+            nn.AvgPool2d(2),
+        )
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), maybe_spectral_norm(nn.Conv2d(c_in, c_out, 1), sn))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + self.shortcut(x)
+
+
+class SumPoolHead(nn.Module):
+    """ReLU, global sum pooling, linear: (B, C, H, W) -> (B,) logits."""
+
+    def __init__(self, channels: int, sn: bool = True):
+        super().__init__()
+        self.linear = maybe_spectral_norm(nn.Linear(channels, 1), sn)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.linear(h.relu().sum(dim=(2, 3))).squeeze(1)
+
+
+class Discriminator(StagedNet):
+    """Images (B, in_channels, H, W) -> logits (B,); one stage per block plus the head.
+
+    ``down`` blocks halve the resolution (the first is the optimized block), ``plain`` blocks keep it.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 128, down: int = 2, plain: int = 2, sn: bool = True):
+        if down < 1:
+            raise ValueError("the discriminator needs at least one downsampling block")
+        blocks: list[nn.Module] = [OptimizedDBlock(in_channels, channels, sn)]
+        blocks += [DBlock(channels, channels, down=True, sn=sn) for _ in range(down - 1)]
+        blocks += [DBlock(channels, channels, down=False, sn=sn) for _ in range(plain)]
+        super().__init__([*blocks, SumPoolHead(channels, sn)])
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+                nn.init.xavier_uniform_(weight)
+                nn.init.zeros_(m.bias)

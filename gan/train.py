@@ -1,0 +1,380 @@
+"""A spectral-norm ResNet GAN whose discriminator also learns on mixes (Manifold Mixup for GANs).
+
+    python -m gan.train                                          # SNGAN on CIFAR-10, no mixup
+    python -m gan.train --mix h1,pixel                           # + mixes at the input or after D's block 1
+    python -m gan.train --mix pixel --mix-pairs rf,ff --mix-labels fake --mix-lam beta --mix-alpha 0.2
+    python -m gan.train --config configs/gan/ring.yaml --mix pixel     # 8-Gaussian ring: a CPU minute
+    python -m gan.train --config configs/gan/digits.yaml               # sklearn digits: CPU minutes
+    python -m gan.train --out runs/x --resume
+
+One generator step (Miyato et al. 2018, plus ICML 2019 eq. 7): n_dis discriminator steps, each on a
+real and a fake batch and, with --mix, on mixes of their hidden states at a point k drawn from the
+eligible set (the states up to k are computed once and shared); then one generator step on the
+ordinary loss, which never sees a mix.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from common.cli import run_main, start_run, trainer_parser
+from common.config import UsageError, check, opt, to_dict
+from common.data import load_dataset
+from common.mixup import resolve_points
+from common.run import Run, StopSignal, progress, provenance, resolve_device, rng_state, seed_everything, set_rng_state
+from common.sampler import BatchStream
+from common.staged import StagedNet
+from gan.losses import PAIRS, d_loss, g_loss, mixup_term
+from gan.nets import Discriminator, Generator
+from gan.toy import MLPDiscriminator, MLPGenerator, mode_metrics, ring_modes, sample_ring
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "gan"
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    # data
+    dataset: Literal["cifar10", "digits", "ring"] = opt("cifar10", "training data")
+    data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data)")
+    ring_sigma: float = opt(0.02, "standard deviation of each ring mode")
+    # networks (SNGAN ResNet for images, MLPs for the ring)
+    z_dim: int = opt(128, "noise dimension")
+    g_channels: int = opt(256, "generator channels")
+    g_blocks: int = opt(3, "upsampling blocks; image size = g_bottom * 2**g_blocks")
+    g_bottom: int = opt(4, "spatial size of the generator's first feature map")
+    d_channels: int = opt(128, "discriminator channels")
+    d_down: int = opt(2, "downsampling blocks of D (the first is the optimized block)")
+    d_plain: int = opt(2, "resolution-keeping blocks of D")
+    spectral_norm: bool = opt(True, "spectral norm on every D layer")
+    mlp_hidden: int = opt(128, "ring: hidden units of the MLPs")
+    mlp_layers: int = opt(3, "ring: hidden layers of the MLPs")
+    # objective
+    loss: Literal["ns", "hinge"] = opt("ns", "non-saturating JS (the paper's baseline) or hinge")
+    mix: tuple[str, ...] = opt((), "eligible mixing points of D, e.g. h1,pixel (none = no mixup)")
+    mix_pairs: tuple[str, ...] = opt(("rf", "ff"), "mixes: rf real-fake, fr fake-real, ff fake-fake")
+    mix_labels: Literal["soft", "fake"] = opt("soft", "soft: the real fraction (ICML eq. 5); fake: all fake")
+    mix_lam: Literal["uniform", "beta"] = opt("uniform", "λ ~ Uniform(0, α) (ICML) or Beta(α, α) (preprint)")
+    mix_alpha: float = opt(0.5, "α of the λ distribution")
+    mix_weight: float = opt(1.0, "weight of the mixup term in D's loss")
+    # optimisation (SNGAN: Adam 2e-4, β (0, 0.9), n_dis 5, linear decay)
+    steps: int = opt(100_000, "generator updates")
+    n_dis: int = opt(5, "discriminator updates per generator update")
+    batch_size: int = opt(64, "real (and fake) images per discriminator update")
+    g_batch_size: int = opt(128, "fake images per generator update")
+    lr_d: float = opt(2e-4, "discriminator learning rate")
+    lr_g: float = opt(2e-4, "generator learning rate")
+    beta1: float = opt(0.0, "Adam β1")
+    beta2: float = opt(0.9, "Adam β2")
+    lr_decay: Literal["linear", "none"] = opt("linear", "decay both learning rates linearly to 0")
+    g_ema_decay: float = opt(0.0, "EMA of the generator's weights for sampling (0 = off)")
+    # outputs
+    log_every: int = opt(100, "log losses every N generator updates")
+    sample_every: int = opt(2000, "write a fixed-noise sample grid (ring: scatter plot) every N updates")
+    checkpoint_every: int = opt(2000, "checkpoint every N generator updates")
+    eval_every: int = opt(0, "ring: mode metrics every N updates (0 = only at the end)")
+    eval_samples: int = opt(2500, "ring: generated points for the mode metrics")
+    score_every: int = opt(0, "images: FID/IS every N updates (0 = only at the end; needs Inception weights)")
+    score_samples: int = opt(5000, "images: generated samples per FID/IS evaluation (0 = never score)")
+    score_ref: str | None = opt(None, "FID reference (default: the training set, e.g. cifar10-train)")
+    seed: int = opt(0, "seed of the networks, noise and every random draw")
+
+    def __post_init__(self) -> None:
+        check(all(p in PAIRS for p in self.mix_pairs), f"--mix-pairs: use some of {', '.join(PAIRS)}")
+        check(len(self.mix_pairs) > 0 or not self.mix, "--mix-pairs must name at least one pair type")
+        check(self.mix_alpha > 0, "--mix-alpha must be positive")
+        check(self.mix_lam == "beta" or self.mix_alpha <= 1, "--mix-lam uniform draws λ from (0, α): needs α <= 1")
+        check(self.steps > 0 and self.n_dis > 0, "--steps and --n-dis must be positive")
+        check(self.batch_size > 0 and self.g_batch_size > 0, "batch sizes must be positive")
+        check(0 <= self.g_ema_decay < 1, "--g-ema-decay must be in [0, 1)")
+        check(min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "intervals must be positive")
+
+
+def get_args_parser():
+    return trainer_parser(GANConfig, "python -m gan.train", __doc__, str(CONFIGS / "sngan-cifar10.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and networks
+
+
+class RealBatches:
+    """batch(i) -> the real batch of discriminator update i: images in [-1, 1] or ring points."""
+
+    def __init__(self, cfg: GANConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        if cfg.dataset == "ring":
+            self.shape: tuple[int, ...] = (2,)
+            return
+        train = load_dataset(cfg.dataset, cfg.data_dir, "train")
+        self.images = train.images.to(device)  # uint8, resident on the device
+        self.shape = tuple(train.images.shape[1:])
+        self.stream = BatchStream(torch.arange(len(train)), cfg.batch_size, cfg.seed, stream=2)
+        print(f"data: {cfg.dataset} train, {len(train)} images of {self.shape}")
+
+    def batch(self, i: int) -> Tensor:
+        if self.cfg.dataset == "ring":
+            return sample_ring(self.cfg.batch_size, self.cfg.ring_sigma, self.device)
+        return self.images[self.stream.batch(i).to(self.device)].float() / 127.5 - 1
+
+
+def build_generator(cfg: GANConfig | dict, shape: Sequence[int]) -> nn.Module:
+    """G for a config (or its dict, as stored in checkpoints) and a sample shape (C, H, W) or (2,)."""
+    c = (
+        cfg
+        if isinstance(cfg, GANConfig)
+        else GANConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    )
+    if c.dataset == "ring":
+        return MLPGenerator(c.z_dim, c.mlp_hidden, c.mlp_layers)
+    size = c.g_bottom * 2**c.g_blocks
+    if size != shape[1]:
+        raise UsageError(
+            f"the generator makes {size}x{size} images (g_bottom·2^g_blocks) but the data is "
+            f"{shape[1]}x{shape[2]}; adjust --g-bottom / --g-blocks"
+        )
+    return Generator(c.z_dim, c.g_channels, c.g_bottom, c.g_blocks, shape[0])
+
+
+def build_discriminator(cfg: GANConfig, shape: Sequence[int]) -> StagedNet:
+    if cfg.dataset == "ring":
+        return MLPDiscriminator(cfg.mlp_hidden, cfg.mlp_layers, cfg.spectral_norm)
+    return Discriminator(shape[0], cfg.d_channels, cfg.d_down, cfg.d_plain, cfg.spectral_norm)
+
+
+def mixing_points(cfg: GANConfig, D: StagedNet) -> tuple[int, ...]:
+    """The eligible set S of D's mixing points; empty for no mixup."""
+    return resolve_points(cfg.mix, D.mix_points) if cfg.mix else ()
+
+
+# ---------------------------------------------------------------------------------------------
+# The objective
+
+
+def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig, points: Sequence[int]):
+    """Discriminator loss on a real batch, a fake batch and (with mixup) their mixes at a random point k."""
+    with torch.no_grad():
+        x_fake = G(z)
+    k = points[int(torch.randint(len(points), ()))] if points else 0
+    h = D(torch.cat([x_real, x_fake]), 0, k)  # states up to k, computed once for both uses
+    h_real, h_fake = h[: len(x_real)], h[len(x_real) :]
+    d = D(h, k)
+    d_real, d_fake = d[: len(x_real)], d[len(x_real) :]
+    loss = d_loss(d_real, d_fake, cfg.loss)
+    parts = {"d_loss": loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
+    if points:
+        term = mixup_term(D, h_real, h_fake, k, cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.loss)
+        loss = loss + cfg.mix_weight * term
+        parts["d_mix"] = term.detach()
+    return loss, parts
+
+
+def g_step(G: nn.Module, D: StagedNet, z: Tensor, cfg: GANConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    """Generator loss on a fresh fake batch: the ordinary GAN objective, no mixup."""
+    loss = g_loss(D(G(z)), cfg.loss)
+    return loss, {"g_loss": loss.detach()}
+
+
+def learning_rate(base: float, step: int, cfg: GANConfig) -> float:
+    return base * (1 - step / cfg.steps) if cfg.lr_decay == "linear" else base
+
+
+def train_iteration(G, D, opt_g, opt_d, real: RealBatches, step: int, cfg: GANConfig, points, device):
+    """n_dis discriminator updates, then one generator update. Returns the loss parts (on the device)."""
+    parts: dict[str, Tensor] = {}
+    for i in range(cfg.n_dis):
+        x_real = real.batch(step * cfg.n_dis + i)
+        z = torch.randn(cfg.batch_size, G.z_dim, device=device)
+        loss, parts = d_step(G, D, x_real, z, cfg, points)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+    D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
+    loss, g_parts = g_step(G, D, torch.randn(cfg.g_batch_size, G.z_dim, device=device), cfg)
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    return parts | g_parts
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+
+@torch.no_grad()
+def sample(G: nn.Module, z: Tensor) -> Tensor:
+    """G(z) in eval mode (BatchNorm running statistics), then G's mode restored."""
+    was_training = G.training
+    G.eval()
+    out = G(z)
+    G.train(was_training)
+    return out
+
+
+def save_visual(G: nn.Module, z: Tensor, cfg: GANConfig, path: Path) -> None:
+    """A sample grid (images) or a scatter plot over the ring's modes (ring)."""
+    path.parent.mkdir(exist_ok=True)
+    x = sample(G, z).float().cpu()
+    if cfg.dataset != "ring":
+        from torchvision.utils import save_image
+
+        if x.shape[-1] < 32:  # small images: enlarge (nearest) so the grid can be read
+            x = torch.nn.functional.interpolate(x, scale_factor=32 // x.shape[-1], mode="nearest")
+        save_image(x * 0.5 + 0.5, path, nrow=int(len(x) ** 0.5), padding=2, pad_value=0.5)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, label="generated")
+    modes = ring_modes()
+    ax.scatter(modes[:, 0], modes[:, 1], s=30, c="red", marker="x", label="modes")
+    ax.set_xlim(-3, 3)
+    ax.set_ylim(-3, 3)
+    ax.set_aspect("equal")
+    ax.set_title(path.stem)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(G: nn.Module, cfg: GANConfig, device: torch.device, scorer=None) -> dict[str, float]:
+    """Ring: modes covered and high-quality fraction. Images: FID/IS when a scorer is configured."""
+    if cfg.dataset == "ring":  # own generator: how often we evaluate must not change training
+        g = torch.Generator().manual_seed(cfg.seed)
+        z = torch.randn(cfg.eval_samples, G.z_dim, generator=g).to(device)
+        return mode_metrics(sample(G, z), cfg.ring_sigma)
+    return scorer(G) if scorer is not None else {}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    cfg, run, resuming = start_run(GANConfig, args, "gan")
+    device = resolve_device(args.device)
+    seed_everything(cfg.seed)
+    print(f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}")
+
+    real = RealBatches(cfg, device)
+    G = build_generator(cfg, real.shape).to(device)
+    D = build_discriminator(cfg, real.shape).to(device)
+    points = mixing_points(cfg, D)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    G_ema = copy.deepcopy(G) if cfg.g_ema_decay > 0 else None
+    sampler = G_ema or G
+    fixed_z = torch.randn(64 if cfg.dataset != "ring" else 1000, cfg.z_dim, device=device)
+    mixing = ", ".join(D.mix_points[k] for k in points) or "none"
+    print(
+        f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
+        f"parameters | loss {cfg.loss} | mixing points: {mixing}"
+    )
+
+    step, meter = 0, {}
+    if resuming:
+        state = run.load_checkpoint(device)
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        if G_ema is not None:
+            G_ema.load_state_dict(state["generator_ema"])
+        fixed_z, meter, step = state["fixed_z"], state["meter"], state["step"]
+        set_rng_state(state["rng"])
+        run.truncate_metrics(step)
+        print(f"resumed at generator update {step} of {cfg.steps}")
+
+    def checkpoint() -> None:
+        state = {
+            "generator": G.state_dict(),
+            "discriminator": D.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "fixed_z": fixed_z,
+            "meter": meter,
+            "step": step,
+            "rng": rng_state(),
+            "config": to_dict(cfg),
+            "sample_shape": list(real.shape),
+        }
+        if G_ema is not None:
+            state["generator_ema"] = G_ema.state_dict()
+        run.save_checkpoint(state)
+
+    scorer = make_scorer(cfg, real, device, run)
+    t_log, step_log = time.perf_counter(), step
+    with StopSignal() as stop, progress(cfg.steps, step, "gan") as bar:
+        while step < cfg.steps:
+            for group, base in ((opt_g.param_groups[0], cfg.lr_g), (opt_d.param_groups[0], cfg.lr_d)):
+                group["lr"] = learning_rate(base, step, cfg)
+            parts = train_iteration(G, D, opt_g, opt_d, real, step, cfg, points, device)
+            if G_ema is not None:
+                update_ema(G_ema, G, cfg.g_ema_decay)
+            step += 1
+            bar.update()
+
+            for k, v in parts.items():
+                meter[k] = meter.get(k, 0) + v
+            meter["steps"] = meter.get("steps", 0) + 1
+            if step % cfg.log_every == 0 or step == cfg.steps:  # the only host-device sync of an update
+                logged = {k: (v / meter["steps"]).item() for k, v in meter.items() if k != "steps"}
+                meter = {}
+                speed = (step - step_log) * cfg.n_dis * cfg.batch_size / (time.perf_counter() - t_log)
+                t_log, step_log = time.perf_counter(), step
+                run.log(step=step, lr_g=opt_g.param_groups[0]["lr"], **logged, time={"real_per_s": speed})
+                bar.write(
+                    f"step {step}/{cfg.steps} | "
+                    + " | ".join(f"{k} {v:.4f}" for k, v in logged.items())
+                    + f" | {speed:.0f} real/s"
+                )
+            t_other = time.perf_counter()
+            if step % cfg.sample_every == 0 or step == cfg.steps:
+                save_visual(sampler, fixed_z, cfg, run.out / "samples" / f"step{step:07d}.png")
+            due = cfg.eval_every if cfg.dataset == "ring" else cfg.score_every
+            if (due and step % due == 0) or step == cfg.steps:
+                metrics = evaluate(sampler, cfg, device, scorer)
+                if metrics:
+                    run.log(step=step, **metrics)
+                    bar.write(f"step {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint()
+            t_log += time.perf_counter() - t_other  # throughput counts training only
+            if stop.signum is not None:
+                checkpoint()
+                print(f"stopped at update {step}; continue with: python -m gan.train --out {run.out} --resume")
+                return stop.exit_code
+
+    final = [m for m in run.metrics() if m.get("step") == step and "time" not in m]
+    summary = {k: v for m in final for k, v in m.items() if k != "step"}
+    summary |= {"steps": step, "mixing_points": mixing, "provenance": provenance(device)}
+    run.write_summary(summary)
+    print("summary: " + " | ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    return 0
+
+
+def make_scorer(cfg: GANConfig, real: RealBatches, device: torch.device, run: Run):
+    """FID/IS of the generator during training (None: not configured or not possible here)."""
+    return None
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m gan.train")

@@ -1,0 +1,72 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.staged import StagedNet
+from gan.losses import d_loss, g_loss, mix_real_fraction, mixup_term, soft_label_loss
+
+
+@pytest.mark.parametrize(
+    ("pair", "labels", "lam", "expected_lam", "expected_real"),
+    [
+        ("rf", "soft", 0.3, 0.3, 0.3),  # λ·real + (1−λ)·fake is λ real
+        ("fr", "soft", 0.3, 0.3, 0.7),  # λ·fake + (1−λ)·real is 1−λ real
+        ("ff", "soft", 0.3, 0.3, 0.0),
+        ("rf", "fake", 0.8, 0.2, 0.0),  # folded to min(λ, 1−λ), labelled fake
+        ("fr", "fake", 0.2, 0.8, 0.0),  # the real batch (second) keeps a share <= 1/2
+        ("ff", "fake", 0.8, 0.2, 0.0),
+    ],
+)
+def test_label_convention_of_every_pair_type(pair, labels, lam, expected_lam, expected_real):
+    used, real = mix_real_fraction(pair, torch.tensor(lam, dtype=torch.float64), labels)
+    assert float(used) == pytest.approx(expected_lam) and float(real) == pytest.approx(expected_real)
+
+
+def test_fake_labels_keep_every_real_share_at_most_one_half():
+    for lam in torch.linspace(0, 1, 21, dtype=torch.float64):
+        rf, _ = mix_real_fraction("rf", lam, "fake")
+        fr, _ = mix_real_fraction("fr", lam, "fake")
+        assert rf <= 0.5 and 1 - fr <= 0.5
+
+
+def test_soft_labels_are_bce_for_ns_and_weighted_hinge_for_hinge():
+    d = torch.randn(50)
+    for t in (0.0, 0.25, 1.0):
+        torch.testing.assert_close(
+            soft_label_loss(d, t, "ns"), F.binary_cross_entropy_with_logits(d, torch.full_like(d, t))
+        )
+        torch.testing.assert_close(soft_label_loss(d, t, "hinge"), (t * F.relu(1 - d) + (1 - t) * F.relu(1 + d)).mean())
+
+
+def test_ordinary_losses():
+    d_real, d_fake = torch.randn(10), torch.randn(10)
+    torch.testing.assert_close(d_loss(d_real, d_fake, "ns"), F.softplus(-d_real).mean() + F.softplus(d_fake).mean())
+    torch.testing.assert_close(d_loss(d_real, d_fake, "hinge"), F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
+    torch.testing.assert_close(g_loss(d_fake, "ns"), F.softplus(-d_fake).mean())
+    torch.testing.assert_close(g_loss(d_fake, "hinge"), -d_fake.mean())
+
+
+def linear_d():
+    torch.manual_seed(0)
+    return StagedNet([torch.nn.Linear(4, 6), torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Flatten(0))])
+
+
+def test_fake_fake_mixes_never_touch_real_states():
+    D = linear_d()
+    h_real = torch.full((8, 4), float("nan"))
+    term = mixup_term(D, h_real, torch.randn(8, 4), 0, ["ff"], "soft", "uniform", 0.5, "ns")
+    assert torch.isfinite(term)
+
+
+def test_mixup_term_matches_the_formula():
+    D = linear_d()
+    h_real, h_fake = torch.randn(8, 6), torch.randn(8, 6)
+    torch.manual_seed(3)
+    term = mixup_term(D, h_real, h_fake, 1, ["rf"], "soft", "beta", 1.0, "ns")
+    torch.manual_seed(3)
+    lam = torch.distributions.Beta(
+        torch.tensor(1.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    ).sample()
+    lam = float(lam)
+    d = D(lam * h_real + (1 - lam) * h_fake, 1)
+    torch.testing.assert_close(term, F.binary_cross_entropy_with_logits(d, torch.full_like(d, lam)))
