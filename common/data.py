@@ -145,7 +145,7 @@ def _decode_pil(path: Path) -> torch.Tensor:
     return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
 
 
-def _decode_all(paths: list[Path]) -> list[torch.Tensor]:
+def read_images(paths: list[Path]) -> list[torch.Tensor]:
     """Decode image files to (C, H, W) uint8 with torchvision's C++ decoders (JPEGs in one batched call).
 
     torchvision 0.29 deprecates its decoders in favour of TorchCodec; where they are gone, PIL decodes
@@ -189,7 +189,7 @@ def load_image_folder(root: str | Path) -> ImageSet:
     if not files:
         raise UsageError(f"no images found in {root}/<class>/*.png|jpg: is this an image folder?")
     try:
-        images = _decode_all([f for f, _ in files])
+        images = read_images([f for f, _ in files])
     except RuntimeError as e:
         raise UsageError(f"an image in {root} cannot be decoded ({str(e).splitlines()[0]})") from None
     shapes = {tuple(im.shape) for im in images}

@@ -36,8 +36,10 @@ def load_generator(path: str | Path, *, ema: bool = True, device: str | torch.de
 def generate(
     generator: nn.Module, num: int, *, batch_size: int = 500, device: str | torch.device = "cpu", seed: int = 0
 ) -> np.ndarray:
-    """(num, H, W, C) uint8 images from z ~ N(0, I), deterministic for the seed."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    """(num, H, W, C) uint8 images from z ~ N(0, I) with G in eval mode, deterministic for the seed."""
+    g = torch.Generator(device="cpu").manual_seed(seed)  # its own generator: training's RNG is untouched
+    was_training = generator.training
+    generator.eval()
     chunks = []
     bar = progress(num, desc="sampling")
     for start in range(0, num, batch_size):
@@ -48,6 +50,7 @@ def generate(
         chunks.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         bar.update(len(z))
     bar.close()
+    generator.train(was_training)
     return np.concatenate(chunks)
 
 

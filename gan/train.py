@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,7 +29,7 @@ from common.cli import run_main, start_run, trainer_parser
 from common.config import UsageError, check, opt, to_dict
 from common.data import load_dataset
 from common.mixup import resolve_points
-from common.run import Run, StopSignal, progress, provenance, resolve_device, rng_state, seed_everything, set_rng_state
+from common.run import StopSignal, progress, provenance, resolve_device, rng_state, seed_everything, set_rng_state
 from common.sampler import BatchStream
 from common.staged import StagedNet
 from gan.losses import PAIRS, d_loss, g_loss, mixup_term
@@ -320,7 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             state["generator_ema"] = G_ema.state_dict()
         run.save_checkpoint(state)
 
-    scorer = make_scorer(cfg, real, device, run)
+    scorer, skipped = make_scorer(cfg, device)
+    if skipped:
+        print(skipped)
+        run.log(step=step, scoring=skipped)
     t_log, step_log = time.perf_counter(), step
     with StopSignal() as stop, progress(cfg.steps, step, "gan") as bar:
         while step < cfg.steps:
@@ -366,14 +369,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     final = [m for m in run.metrics() if m.get("step") == step and "time" not in m]
     summary = {k: v for m in final for k, v in m.items() if k != "step"}
     summary |= {"steps": step, "mixing_points": mixing, "provenance": provenance(device)}
+    if skipped:
+        summary["scoring"] = skipped
     run.write_summary(summary)
     print("summary: " + " | ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict)))
     return 0
 
 
-def make_scorer(cfg: GANConfig, real: RealBatches, device: torch.device, run: Run):
-    """FID/IS of the generator during training (None: not configured or not possible here)."""
-    return None
+def make_scorer(cfg: GANConfig, device: torch.device) -> tuple[Callable | None, str | None]:
+    """A function G -> {fid, is, is_std} on ``score_samples`` samples, or (None, why not).
+
+    Digits use the ``digits-cnn`` domain extractor (trained on first use); other images use
+    Inception, whose weights must be found locally or downloadable.
+    """
+    from gan.sample import generate
+    from gan.score import INCEPTION, Extractor, Samples, find_inception_weights, load_samples, score
+
+    if cfg.dataset == "ring" or cfg.score_samples == 0:
+        return None, None
+    try:
+        if cfg.dataset == "digits":
+            from common.features import DIGITS_EXTRACTOR, digits_extractor_weights
+
+            extractor = Extractor(DIGITS_EXTRACTOR, digits_extractor_weights(), device)
+        else:
+            extractor = Extractor(INCEPTION, find_inception_weights(), device)
+        reference = load_samples(cfg.score_ref or f"{cfg.dataset}-train", data_dir=cfg.data_dir)
+    except UsageError as e:
+        return None, f"scoring skipped: {e}"
+
+    def scorer(G: nn.Module) -> dict[str, float]:
+        images = torch.from_numpy(generate(G, cfg.score_samples, device=device, seed=cfg.seed)).permute(0, 3, 1, 2)
+        r = score(Samples(images, "generator", ""), reference, extractor=extractor, device=device)
+        prefix = "" if extractor.name == INCEPTION else f"{extractor.name}_"
+        return {
+            f"{prefix}fid": r["frechet_inception_distance"],
+            f"{prefix}is": r["inception_score_mean"],
+            f"{prefix}is_std": r["inception_score_std"],
+        }
+
+    return scorer, None
 
 
 if __name__ == "__main__":

@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_caches(tmp_path_factory):
+    """Tests never read or write the user's caches and never download: trained extractors, FID
+    statistics and torch hub files live in a fresh folder for the session."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ.update(MMIX_CACHE=str(cache), TORCH_HOME=str(cache / "torch"), MMIX_OFFLINE="1")
+    os.environ.pop("MMIX_INCEPTION_WEIGHTS", None)
+
+
 def run_python(
     *args: str, cwd: Path = ROOT, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
