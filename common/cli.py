@@ -40,21 +40,34 @@ def add_run_args(parser: argparse.ArgumentParser, default_config: str | None) ->
     g.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
 
 
-def start_run(cls: type[C], args: argparse.Namespace, name: str, *, writer: bool = True) -> tuple[C, Run, bool]:
+def start_run(
+    cls: type[C],
+    args: argparse.Namespace,
+    name: str,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable = lambda: None,
+) -> tuple[C, Run, bool]:
     """Resolve the config (saved run <- YAML <- flags) and open the run directory.
 
     Returns (config, run, resuming). Nothing in ``--out`` is touched before the config is valid.
+    Under torchrun every rank checks ``--out`` before rank 0, the only writer, creates anything in
+    it: ``barrier`` (all ranks meet) sits in between.
     """
     if args.out is None:
         if args.resume:
             raise UsageError("--resume needs --out DIR, the run to continue")
+        if world > 1:
+            raise UsageError("under torchrun pass --out DIR (every process must name the same run directory)")
         args.out = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     saved = prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     # On resume the saved config is the base, so only flags that change something count as a diff;
     # the default --config file is not re-applied over it.
     yaml_path = args.config if (saved is None or args.config != args._default_config) else None
     cfg = resolve_config(cls, yaml_path, cli_overrides(args), base=saved)
-    run = Run(args.out, to_dict(cfg), resume=args.resume, overwrite=args.overwrite, writer=writer)
+    barrier()
+    run = Run(args.out, to_dict(cfg), resume=args.resume, overwrite=args.overwrite, writer=rank == 0)
     return cfg, run, args.resume
 
 

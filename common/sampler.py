@@ -19,21 +19,30 @@ class BatchStream:
     A batch may straddle two passes, so no image is dropped and every pass shows each index once.
     """
 
-    def __init__(self, indices: np.ndarray | torch.Tensor, batch_size: int, seed: int, stream: int = 0):
+    def __init__(
+        self,
+        indices: np.ndarray | torch.Tensor,
+        batch_size: int,
+        seed: int,
+        stream: int = 0,
+        device: torch.device | str = "cpu",
+    ):
         self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        self.device = torch.device(device)
         if len(self.indices) == 0 and batch_size > 0:
             raise ValueError("cannot draw batches from an empty index set")
         self.batch_size, self.seed, self.stream = batch_size, seed, stream
         self._cache: dict[int, torch.Tensor] = {}
 
     def _pass(self, k: int) -> torch.Tensor:
-        """The k-th shuffled pass over the indices (the last two are cached)."""
+        """The k-th shuffled pass over the indices, on the device (the last two are cached): one
+        host-to-device copy per pass, none per batch."""
         if k not in self._cache:
             seed = int(np.random.SeedSequence([self.seed, self.stream, k]).generate_state(1)[0])
             g = torch.Generator().manual_seed(seed)
             if len(self._cache) >= 2:
                 self._cache.pop(min(self._cache))
-            self._cache[k] = self.indices[torch.randperm(len(self.indices), generator=g)]
+            self._cache[k] = self.indices[torch.randperm(len(self.indices), generator=g)].to(self.device)
         return self._cache[k]
 
     def batch(self, step: int) -> torch.Tensor:
@@ -46,7 +55,7 @@ class BatchStream:
             take = min(n - offset, start + self.batch_size - position)
             parts.append(self._pass(k)[offset : offset + take])
             position += take
-        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64)
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64, device=self.device)
 
 
 class PairedBatches:
@@ -65,9 +74,10 @@ class PairedBatches:
         unlabelled_batch_size: int,
         seed: int,
         iterations_per_epoch: int | None = None,
+        device: torch.device | str = "cpu",
     ):
-        self.labelled = BatchStream(split.labelled, batch_size, seed, stream=0)
-        self.unlabelled = BatchStream(split.unlabelled, unlabelled_batch_size, seed, stream=1)
+        self.labelled = BatchStream(split.labelled, batch_size, seed, stream=0, device=device)
+        self.unlabelled = BatchStream(split.unlabelled, unlabelled_batch_size, seed, stream=1, device=device)
         self.unlabelled_batch_size = unlabelled_batch_size
         if iterations_per_epoch is None:
             if unlabelled_batch_size > 0:
@@ -78,5 +88,7 @@ class PairedBatches:
 
     def indices(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(labelled indices (B,), unlabelled indices (B_u,)) of update ``step``."""
-        unlabelled = self.unlabelled.batch(step) if self.unlabelled_batch_size else torch.empty(0, dtype=torch.int64)
+        if not self.unlabelled_batch_size:
+            return self.labelled.batch(step), torch.empty(0, dtype=torch.int64, device=self.labelled.device)
+        unlabelled = self.unlabelled.batch(step)
         return self.labelled.batch(step), unlabelled

@@ -24,13 +24,17 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from common.cli import run_main, start_run, trainer_parser
 from common.config import UsageError, check, opt, to_dict
 from common.data import load_dataset
+from common.dist import NO_DIST, Dist, agree_to_stop, barrier, init_distributed, mean_over_ranks, shard, shutdown, wrap
+from common.dist import in_sync as ranks_in_sync
 from common.mixup import resolve_points
-from common.run import StopSignal, progress, provenance, resolve_device, rng_state, seed_everything, set_rng_state
+from common.run import StopSignal, progress, provenance, rng_state, seed_everything, set_rng_state
 from common.sampler import BatchStream
+from common.speed import PLAIN, Speed, fused_kwargs, maybe_compile
 from common.staged import StagedNet
 from gan.losses import PAIRS, d_loss, g_loss, mixup_term
 from gan.nets import Discriminator, Generator
@@ -85,6 +89,10 @@ class GANConfig:
     score_samples: int = opt(5000, "images: generated samples per FID/IS evaluation (0 = never score)")
     score_ref: str | None = opt(None, "FID reference (default: the training set, e.g. cifar10-train)")
     seed: int = opt(0, "seed of the networks, noise and every random draw")
+    # speed: None = on for CUDA, off on the CPU (README: Speed)
+    amp: bool | None = opt(None, "bfloat16 autocast")
+    channels_last: bool | None = opt(None, "channels-last memory format")
+    compile: bool | None = opt(None, "torch.compile both networks (falls back to eager if it fails)")
 
     def __post_init__(self) -> None:
         check(all(p in PAIRS for p in self.mix_pairs), f"--mix-pairs: use some of {', '.join(PAIRS)}")
@@ -106,23 +114,39 @@ def get_args_parser():
 
 
 class RealBatches:
-    """batch(i) -> the real batch of discriminator update i: images in [-1, 1] or ring points."""
+    """batch(i) -> this rank's part of the real batch of discriminator update i: images in [-1, 1]
+    (uint8 resident on the device, indexed there) or ring points."""
 
-    def __init__(self, cfg: GANConfig, device: torch.device):
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg: GANConfig, device: torch.device, d: Dist = NO_DIST, say: Callable = print):
+        self.cfg, self.device, self.d = cfg, device, d
         if cfg.dataset == "ring":
             self.shape: tuple[int, ...] = (2,)
             return
         train = load_dataset(cfg.dataset, cfg.data_dir, "train")
-        self.images = train.images.to(device)  # uint8, resident on the device
+        self.images = train.images.to(device)
         self.shape = tuple(train.images.shape[1:])
-        self.stream = BatchStream(torch.arange(len(train)), cfg.batch_size, cfg.seed, stream=2)
-        print(f"data: {cfg.dataset} train, {len(train)} images of {self.shape}")
+        self.stream = BatchStream(torch.arange(len(train)), cfg.batch_size, cfg.seed, stream=2, device=device)
+        say(f"data: {cfg.dataset} train, {len(train)} images of {self.shape}")
 
     def batch(self, i: int) -> Tensor:
-        if self.cfg.dataset == "ring":
-            return sample_ring(self.cfg.batch_size, self.cfg.ring_sigma, self.device)
-        return self.images[self.stream.batch(i).to(self.device)].float() / 127.5 - 1
+        if self.cfg.dataset == "ring":  # drawn for the global batch on every rank, then sharded
+            return shard(sample_ring(self.cfg.batch_size, self.cfg.ring_sigma, self.device), self.d)
+        return self.images[shard(self.stream.batch(i), self.d)].float() / 127.5 - 1
+
+
+@dataclass
+class Nets:
+    """The plain networks (checkpoints, sampling, EMA) and the callables that train them
+    (the same networks wrapped in DDP and/or compiled; ``Nets.plain`` when neither)."""
+
+    G: nn.Module
+    D: StagedNet
+    g: Callable
+    d: Callable
+
+    @classmethod
+    def plain(cls, G: nn.Module, D: StagedNet) -> Nets:
+        return cls(G, D, G, D)
 
 
 def build_generator(cfg: GANConfig | dict, shape: Sequence[int]) -> nn.Module:
@@ -186,22 +210,39 @@ def learning_rate(base: float, step: int, cfg: GANConfig) -> float:
     return base * (1 - step / cfg.steps) if cfg.lr_decay == "linear" else base
 
 
-def train_iteration(G, D, opt_g, opt_d, real: RealBatches, step: int, cfg: GANConfig, points, device):
-    """n_dis discriminator updates, then one generator update. Returns the loss parts (on the device)."""
+def train_iteration(
+    nets: Nets,
+    opt_g,
+    opt_d,
+    real: RealBatches,
+    step: int,
+    cfg: GANConfig,
+    points: Sequence[int],
+    device: torch.device,
+    speed: Speed = PLAIN,
+    d: Dist = NO_DIST,
+) -> dict[str, Tensor]:
+    """n_dis discriminator updates, then one generator update. Returns the loss parts (on the device).
+
+    Noise is drawn for the global batch on every rank and sharded, like the data.
+    """
     parts: dict[str, Tensor] = {}
     for i in range(cfg.n_dis):
         x_real = real.batch(step * cfg.n_dis + i)
-        z = torch.randn(cfg.batch_size, G.z_dim, device=device)
-        loss, parts = d_step(G, D, x_real, z, cfg, points)
+        z = shard(torch.randn(cfg.batch_size, nets.G.z_dim, device=device), d)
+        with speed.autocast(device):
+            loss, parts = d_step(nets.G, nets.d, speed.images(x_real), z, cfg, points)
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
-    D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
-    loss, g_parts = g_step(G, D, torch.randn(cfg.g_batch_size, G.z_dim, device=device), cfg)
+    nets.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
+    z = shard(torch.randn(cfg.g_batch_size, nets.G.z_dim, device=device), d)
+    with speed.autocast(device):
+        loss, g_parts = g_step(nets.g, nets.D, z, cfg)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
-    D.requires_grad_(True)
+    nets.D.requires_grad_(True)
     return parts | g_parts
 
 
@@ -269,24 +310,30 @@ def evaluate(G: nn.Module, cfg: GANConfig, device: torch.device, scorer=None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    cfg, run, resuming = start_run(GANConfig, args, "gan")
-    device = resolve_device(args.device)
-    seed_everything(cfg.seed)
-    print(f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}")
+    d, device = init_distributed(args.device)
+    cfg, run, resuming = start_run(GANConfig, args, "gan", rank=d.rank, world=d.world, barrier=lambda: barrier(d))
+    say = tqdm.write if d.main else lambda *a, **k: None  # prints beside progress bars; rank 0 only
+    seed_everything(cfg.seed)  # the same on every rank: one RNG stream (common/dist.py)
+    speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
+    say(
+        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
+        + (f" x {d.world} ranks" if d.enabled else "")
+    )
 
-    real = RealBatches(cfg, device)
-    G = build_generator(cfg, real.shape).to(device)
-    D = build_discriminator(cfg, real.shape).to(device)
+    real = RealBatches(cfg, device, d, say)
+    G = speed.module(build_generator(cfg, real.shape).to(device))
+    D = speed.module(build_discriminator(cfg, real.shape).to(device))
+    nets = Nets(G, D, maybe_compile(wrap(G, d, device), speed), maybe_compile(wrap(D, d, device), speed))
     points = mixing_points(cfg, D)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **fused_kwargs(device))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **fused_kwargs(device))
     G_ema = copy.deepcopy(G) if cfg.g_ema_decay > 0 else None
     sampler = G_ema or G
     fixed_z = torch.randn(64 if cfg.dataset != "ring" else 1000, cfg.z_dim, device=device)
     mixing = ", ".join(D.mix_points[k] for k in points) or "none"
-    print(
+    say(
         f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
-        f"parameters | loss {cfg.loss} | mixing points: {mixing}"
+        f"parameters | loss {cfg.loss} | mixing points: {mixing} | {speed.describe()}"
     )
 
     step, meter = 0, {}
@@ -301,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fixed_z, meter, step = state["fixed_z"], state["meter"], state["step"]
         set_rng_state(state["rng"])
         run.truncate_metrics(step)
-        print(f"resumed at generator update {step} of {cfg.steps}")
+        say(f"resumed at generator update {step} of {cfg.steps}")
 
     def checkpoint() -> None:
         state = {
@@ -320,16 +367,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             state["generator_ema"] = G_ema.state_dict()
         run.save_checkpoint(state)
 
-    scorer, skipped = make_scorer(cfg, device)
+    scorer, skipped = make_scorer(cfg, device) if d.main else (None, None)
     if skipped:
-        print(skipped)
+        say(skipped)
         run.log(step=step, scoring=skipped)
     t_log, step_log = time.perf_counter(), step
-    with StopSignal() as stop, progress(cfg.steps, step, "gan") as bar:
+    with StopSignal() as stop, progress(cfg.steps if d.main else 0, step, "gan") as bar:
         while step < cfg.steps:
             for group, base in ((opt_g.param_groups[0], cfg.lr_g), (opt_d.param_groups[0], cfg.lr_d)):
                 group["lr"] = learning_rate(base, step, cfg)
-            parts = train_iteration(G, D, opt_g, opt_d, real, step, cfg, points, device)
+            parts = train_iteration(nets, opt_g, opt_d, real, step, cfg, points, device, speed, d)
             if G_ema is not None:
                 update_ema(G_ema, G, cfg.g_ema_decay)
             step += 1
@@ -339,40 +386,51 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meter[k] = meter.get(k, 0) + v
             meter["steps"] = meter.get("steps", 0) + 1
             if step % cfg.log_every == 0 or step == cfg.steps:  # the only host-device sync of an update
-                logged = {k: (v / meter["steps"]).item() for k, v in meter.items() if k != "steps"}
+                averaged = mean_over_ranks({k: v / meter["steps"] for k, v in meter.items() if k != "steps"}, d)
+                logged = {k: v.item() for k, v in averaged.items()}
                 meter = {}
-                speed = (step - step_log) * cfg.n_dis * cfg.batch_size / (time.perf_counter() - t_log)
+                rate = (step - step_log) * cfg.n_dis * cfg.batch_size / (time.perf_counter() - t_log)
                 t_log, step_log = time.perf_counter(), step
-                run.log(step=step, lr_g=opt_g.param_groups[0]["lr"], **logged, time={"real_per_s": speed})
-                bar.write(
+                run.log(step=step, lr_g=opt_g.param_groups[0]["lr"], **logged, time={"real_per_s": rate})
+                say(
                     f"step {step}/{cfg.steps} | "
                     + " | ".join(f"{k} {v:.4f}" for k, v in logged.items())
-                    + f" | {speed:.0f} real/s"
+                    + f" | {rate:.0f} real/s",
                 )
             t_other = time.perf_counter()
-            if step % cfg.sample_every == 0 or step == cfg.steps:
+            if d.main and (step % cfg.sample_every == 0 or step == cfg.steps):
                 save_visual(sampler, fixed_z, cfg, run.out / "samples" / f"step{step:07d}.png")
             due = cfg.eval_every if cfg.dataset == "ring" else cfg.score_every
-            if (due and step % due == 0) or step == cfg.steps:
+            if d.main and ((due and step % due == 0) or step == cfg.steps):
                 metrics = evaluate(sampler, cfg, device, scorer)
                 if metrics:
                     run.log(step=step, **metrics)
-                    bar.write(f"step {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+                    say(f"step {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint()
             t_log += time.perf_counter() - t_other  # throughput counts training only
-            if stop.signum is not None:
+            if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
                 checkpoint()
-                print(f"stopped at update {step}; continue with: python -m gan.train --out {run.out} --resume")
+                say(f"stopped at update {step}; continue with: python -m gan.train --out {run.out} --resume")
+                shutdown(d)
                 return stop.exit_code
 
+    in_sync = ranks_in_sync(G, d, device) and ranks_in_sync(D, d, device)
     final = [m for m in run.metrics() if m.get("step") == step and "time" not in m]
     summary = {k: v for m in final for k, v in m.items() if k != "step"}
-    summary |= {"steps": step, "mixing_points": mixing, "provenance": provenance(device)}
+    summary |= {
+        "steps": step,
+        "mixing_points": mixing,
+        "ranks": d.world,
+        "ranks_in_sync": in_sync,
+        "speed": speed.describe(),
+        "provenance": provenance(device),
+    }
     if skipped:
         summary["scoring"] = skipped
     run.write_summary(summary)
-    print("summary: " + " | ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    say("summary: " + " | ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    shutdown(d)
     return 0
 
 

@@ -28,14 +28,18 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from common.augment import ZCA, Preprocess, normalize
 from common.cli import run_main, start_run, trainer_parser
 from common.config import check, opt, to_dict
 from common.data import DATASETS, Split, load_dataset, make_split
+from common.dist import agree_to_stop, barrier, init_distributed, mean_over_ranks, shard, shutdown, wrap
+from common.dist import in_sync as ranks_in_sync
 from common.mixup import mixup_forward, resolve_points, sample_mix
-from common.run import Run, StopSignal, progress, provenance, resolve_device, rng_state, seed_everything, set_rng_state
+from common.run import Run, StopSignal, progress, provenance, rng_state, seed_everything, set_rng_state
 from common.sampler import PairedBatches
+from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.wrn import WideResNet
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
@@ -91,6 +95,10 @@ class SSLConfig:
     log_every: int = opt(50, "log training losses every N updates")
     checkpoint_every: int = opt(1, "checkpoint every N epochs")
     seed: int = opt(0, "seed for the split, initialisation and every random draw")
+    # speed: None = on for CUDA, off on the CPU (README: Speed)
+    amp: bool | None = opt(None, "bfloat16 autocast")
+    channels_last: bool | None = opt(None, "channels-last memory format")
+    compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
 
     def __post_init__(self) -> None:
         check(self.labels > 0, f"--labels must be positive, got {self.labels}")
@@ -135,7 +143,7 @@ class Data:
     channels: int
 
 
-def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool) -> Data:
+def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, say=print) -> Data:
     info = DATASETS[cfg.dataset]
     train = load_dataset(cfg.dataset, cfg.data_dir, "train", extra=cfg.svhn_extra, download=cfg.download)
     test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
@@ -163,8 +171,8 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool) -
     # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
     unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
     ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
-    batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe)
-    print(
+    batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe, device=device)
+    say(
         f"data: {cfg.dataset} | train {len(split.unlabelled)} ({len(split.labelled)} labelled; all "
         f"{len(split.unlabelled)} used as unlabelled) | validation {len(split.val)} | test {len(test.labels)} "
         f"| {batches.iterations_per_epoch} updates per epoch"
@@ -231,10 +239,14 @@ def train_step(
     points: Sequence[int],
     num_classes: int,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The loss of one update (Algorithm 1; Algorithm 3 when points == (0,)). Returns (loss, parts)."""
+    """The loss of one update (Algorithm 1; Algorithm 3 when points == (0,)). Returns (loss, parts).
+
+    ``model`` and ``teacher`` are callables ``f(x, start, stop)`` (the network, possibly wrapped in
+    DDP or compiled); the loop adds the L1 term and steps the optimizer.
+    """
     if cfg.method == "supervised":
         loss_s = F.cross_entropy(model(x_l), y_l)
-        return loss_s + cfg.l1 * l1_penalty(model, cfg.l1_scope), {"loss_sup": loss_s.detach()}
+        return loss_s, {"loss_sup": loss_s.detach()}
 
     # Lines 3-5: supervised loss on the labelled batch mixed at a random eligible layer
     mix_l = sample_mix(len(x_l), points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
@@ -253,8 +265,8 @@ def train_step(
     pred_u = logits_u.float().softmax(1) if cfg.consistency == "prob" else logits_u.float()
     loss_u = F.mse_loss(pred_u, pseudo_mixed)
 
-    # Line 10: L = L_S + π(t)·L_US, plus the paper's L1 term (L2 is SGD's weight decay)
-    loss = loss_s + w * loss_u + cfg.l1 * l1_penalty(model, cfg.l1_scope)
+    # Line 10: L = L_S + π(t)·L_US
+    loss = loss_s + w * loss_u
     return loss, {"loss_sup": loss_s.detach(), "loss_cons": loss_u.detach()}
 
 
@@ -313,22 +325,33 @@ def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    cfg, run, resuming = start_run(SSLConfig, args, "ssl")
-    device = resolve_device(args.device)
-    seed_everything(cfg.seed)
-    print(f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}")
-
-    data = build_data(cfg, device, run, resuming)
-    model = build_model(cfg, data.num_classes, data.channels).to(device)
-    points = eligible_points(cfg, model)
-    ema = copy.deepcopy(model) if (cfg.pseudolabels == "ema" or cfg.eval_ema) else None
-    teacher = ema if cfg.pseudolabels == "ema" else model
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+    d, device = init_distributed(args.device)
+    cfg, run, resuming = start_run(SSLConfig, args, "ssl", rank=d.rank, world=d.world, barrier=lambda: barrier(d))
+    say = tqdm.write if d.main else lambda *a, **k: None  # prints beside progress bars; rank 0 only
+    seed_everything(cfg.seed)  # the same on every rank: one RNG stream (common/dist.py)
+    speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
+    say(
+        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
+        + (f" x {d.world} ranks" if d.enabled else "")
     )
-    print(
-        f"model: WRN-{cfg.depth}-{cfg.width}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
-        f"method {cfg.method}, mixing points {[model.mix_points[k] for k in points]}"
+
+    data = build_data(cfg, device, run, resuming, say)
+    net = speed.module(build_model(cfg, data.num_classes, data.channels).to(device))
+    model = maybe_compile(wrap(net, d, device), speed)  # what the training step calls
+    points = eligible_points(cfg, net)
+    ema = copy.deepcopy(net) if (cfg.pseudolabels == "ema" or cfg.eval_ema) else None
+    teacher = maybe_compile(ema, speed) if cfg.pseudolabels == "ema" else model
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+        **fused_kwargs(device),
+    )
+    say(
+        f"model: WRN-{cfg.depth}-{cfg.width}, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters; "
+        f"method {cfg.method}, mixing points {[net.mix_points[k] for k in points]}; {speed.describe()}"
     )
 
     ipe = data.batches.iterations_per_epoch
@@ -337,20 +360,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     meter: dict = {}  # sums of the losses since the last log line, kept on the device, and their count
     if resuming:
         state = run.load_checkpoint(device)
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        meter = state["meter"]
-        step = state["step"]
+        meter, step = state["meter"], state["step"]
         set_rng_state(state["rng"])
         run.truncate_metrics(step)
-        print(f"resumed at update {step} of {total}")
+        say(f"resumed at update {step} of {total}")
 
     def checkpoint() -> None:
         run.save_checkpoint(
             {
-                "model": model.state_dict(),
+                "model": net.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "meter": meter,
@@ -360,26 +382,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         )
 
-    model.train()
+    net.train()
     t_log, step_log = time.perf_counter(), step
-    with StopSignal() as stop, progress(total, step, "ssl") as bar:
+    with StopSignal() as stop, progress(total if d.main else 0, step, "ssl") as bar:
         while step < total:
             lr = learning_rate(step, cfg, ipe)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             w = consistency_weight(step, total, cfg.w_max, cfg.rampup)
 
-            idx_l, idx_u = (i.to(device, non_blocking=True) for i in data.batches.indices(step))
-            x_l = data.preprocess(data.train[idx_l], train=True)
-            x_u = data.preprocess(data.train[idx_u], train=True) if len(idx_u) else None
-            loss, parts = train_step(
-                model, teacher, x_l, data.train_labels[idx_l], x_u, w, cfg, points, data.num_classes
-            )
+            idx_l, idx_u = (shard(i, d) for i in data.batches.indices(step))  # this rank's part
+            x_l = speed.images(data.preprocess(data.train[idx_l], train=True))
+            x_u = speed.images(data.preprocess(data.train[idx_u], train=True)) if len(idx_u) else None
+            with speed.autocast(device):
+                loss, parts = train_step(
+                    model, teacher, x_l, data.train_labels[idx_l], x_u, w, cfg, points, data.num_classes
+                )
+            if cfg.l1:  # Appendix C's L1 term; its L2 term is SGD's weight decay
+                loss = loss + cfg.l1 * l1_penalty(net, cfg.l1_scope)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if ema is not None:
-                update_ema(ema, model, cfg.ema_decay)
+                update_ema(ema, net, cfg.ema_decay)
             step += 1
             bar.update()
 
@@ -388,35 +413,49 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meter[k] = meter.get(k, 0) + v
             meter["steps"] = meter.get("steps", 0) + 1
             if step % cfg.log_every == 0 or step == total:  # the only host-device sync of a training step
-                logged = {k: (v / meter["steps"]).item() for k, v in meter.items() if k != "steps"}
+                averaged = mean_over_ranks({k: v / meter["steps"] for k, v in meter.items() if k != "steps"}, d)
+                logged = {k: v.item() for k, v in averaged.items()}
                 meter = {}
-                speed = (step - step_log) * (cfg.batch_size + len(idx_u)) / (time.perf_counter() - t_log)
+                speed_img = (step - step_log) * (cfg.batch_size + len(idx_u) * d.world) / (time.perf_counter() - t_log)
                 t_log, step_log = time.perf_counter(), step
-                run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time={"img_per_s": speed})
-                bar.write(log_line(step, total, ipe, lr, w, logged, speed))
+                run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time={"img_per_s": speed_img})
+                say(log_line(step, total, ipe, lr, w, logged, speed_img))
 
             if step % ipe == 0 or step == total:
                 epoch = math.ceil(step / ipe)
                 if epoch % cfg.eval_every == 0 or step == total:
                     t_eval = time.perf_counter()
-                    metrics = evaluate_all(model, data, cfg)
-                    if cfg.eval_ema and ema is not None:
-                        metrics |= evaluate_all(ema, data, cfg, prefix="ema_")
-                    run.log(step=step, epoch=epoch, **metrics)
-                    bar.write(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    if d.main:
+                        with speed.autocast(device):
+                            metrics = evaluate_all(net, data, cfg)
+                            if cfg.eval_ema and ema is not None:
+                                metrics |= evaluate_all(ema, data, cfg, prefix="ema_")
+                        run.log(step=step, epoch=epoch, **metrics)
+                        say(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    barrier(d)
                     t_log += time.perf_counter() - t_eval  # throughput counts training only
                 if epoch % cfg.checkpoint_every == 0 or step == total:
                     checkpoint()
-            if stop.signum is not None:
+            if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
                 checkpoint()
-                print(f"stopped at update {step}; continue with: python -m ssl.train --out {run.out} --resume")
+                say(f"stopped at update {step}; continue with: python -m ssl.train --out {run.out} --resume")
+                shutdown(d)
                 return stop.exit_code
 
+    in_sync = ranks_in_sync(net, d, device)
     evals = [m for m in run.metrics() if "val_acc" in m]
     summary = summarize(evals) | (summarize(evals, "ema_") if cfg.eval_ema else {})
-    summary |= {"updates": step, "epochs": cfg.epochs, "provenance": provenance(device)}
+    summary |= {
+        "updates": step,
+        "epochs": cfg.epochs,
+        "ranks": d.world,
+        "ranks_in_sync": in_sync,
+        "speed": speed.describe(),
+        "provenance": provenance(device),
+    }
     run.write_summary(summary)
-    print("summary: " + " | ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float)))
+    say("summary: " + " | ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float)))
+    shutdown(d)
     return 0
 
 

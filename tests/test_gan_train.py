@@ -70,7 +70,7 @@ def test_discriminator_updates_per_generator_update():
     opt_d.register_step_post_hook(lambda *a: calls.append("D"))
     real = T.RealBatches(cfg, torch.device("cpu"))
     for step in range(2):
-        T.train_iteration(G, D, opt_g, opt_d, real, step, cfg, (0, 1), torch.device("cpu"))
+        T.train_iteration(T.Nets.plain(G, D), opt_g, opt_d, real, step, cfg, (0, 1), torch.device("cpu"))
     assert calls == ["D", "D", "D", "G"] * 2
 
 
