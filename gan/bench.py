@@ -1,0 +1,117 @@
+"""Time one SNGAN training iteration (n_dis discriminator updates + one generator update).
+
+    python -m gan.bench                                   # SNGAN CIFAR-10 recipe, on cuda if present
+    python -m gan.bench --device cpu --paths plain,amp --repeat 5
+
+Rows: no mixup, then discriminator mixup at the eligible sets of the paper's runs, for each path
+(``plain``: fp32 eager; ``amp``: bf16 autocast + channels-last; ``fast``: + torch.compile, the
+training default on CUDA). The ratio of a mixup row to the no-mixup row of its path is the cost of
+the mixup term. Timings: warm-up excluded, device-synchronised median of ``--repeat`` iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from common.benchmark import Timing, machine, markdown_table, time_step
+from common.cli import ArgumentParser, run_main
+from common.config import UsageError, resolve_config
+from common.run import resolve_device
+from common.speed import Speed, fused_kwargs, maybe_compile
+from gan.train import CONFIGS, GANConfig, Nets, build_discriminator, build_generator, mixing_points, train_iteration
+
+PATHS = {"plain": Speed(), "amp": Speed(amp=True, channels_last=True), "fast": Speed(True, True, True)}
+VARIANTS = {  # name: config overrides
+    "no mixup": {"mix": "none"},
+    "mixup pixel, rf+ff": {"mix": "pixel", "mix_pairs": "rf,ff"},
+    "mixup h1+pixel, rf+ff": {"mix": "h1,pixel", "mix_pairs": "rf,ff"},
+    "mixup h1+pixel, rf": {"mix": "h1,pixel", "mix_pairs": "rf"},
+}
+PAPER_STEPS = 100_000
+
+
+class RandomImages:
+    """Stands in for RealBatches: CIFAR-sized uint8 images resident on the device."""
+
+    def __init__(self, batch: int, device: torch.device, n: int = 5000):
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
+        self.batch_size, self.n = batch, n
+
+    def batch(self, i: int) -> torch.Tensor:
+        idx = torch.randint(0, self.n, (self.batch_size,), device=self.images.device)
+        return self.images[idx].float() / 127.5 - 1
+
+
+def make_iteration(path: str, overrides: dict, device: torch.device, base: dict):
+    speed = PATHS[path]
+    cfg = resolve_config(GANConfig, CONFIGS / "sngan-cifar10.yaml", {**base, **overrides})
+    torch.manual_seed(0)
+    G = speed.module(build_generator(cfg, (3, 32, 32)).to(device))
+    D = speed.module(build_discriminator(cfg, (3, 32, 32)).to(device))
+    nets = Nets(G, D, maybe_compile(G, speed), maybe_compile(D, speed))
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.9), **fused_kwargs(device))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9), **fused_kwargs(device))
+    real, points = RandomImages(cfg.batch_size, device), mixing_points(cfg, D)
+    counter = iter(range(10**9))
+
+    def iteration():
+        train_iteration(nets, opt_g, opt_d, real, next(counter), cfg, points, device, speed)
+
+    return iteration, cfg.n_dis * cfg.batch_size
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m gan.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--paths", default="plain,amp,fast", help=f"comma-separated: {', '.join(PATHS)}")
+    parser.add_argument("--n-dis", type=int, default=5, help="discriminator updates per iteration (default: 5)")
+    parser.add_argument("--batch-size", type=int, default=64, help="real images per D update (default: 64)")
+    parser.add_argument("--g-channels", type=int, default=256, help="generator channels (default: 256, SNGAN)")
+    parser.add_argument("--d-channels", type=int, default=128, help="discriminator channels (default: 128, SNGAN)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default: 3)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed iterations (default: 20)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    paths = args.paths.split(",")
+    if unknown := [p for p in paths if p not in PATHS]:
+        raise UsageError(f"unknown path {unknown[0]!r} (valid: {', '.join(PATHS)})")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    base = {
+        "n_dis": str(args.n_dis),
+        "batch_size": str(args.batch_size),
+        "g_batch_size": str(2 * args.batch_size),
+        "g_channels": str(args.g_channels),
+        "d_channels": str(args.d_channels),
+    }
+
+    print(
+        f"# gan.bench: SNGAN 32x32, n_dis {args.n_dis}, batch {args.batch_size} (G {2 * args.batch_size}), "
+        f"{machine(device)}, median of {args.repeat} after {args.warmup} warm-up iterations\n"
+    )
+    rows: list[Timing] = []
+    for path in paths:
+        for name, overrides in VARIANTS.items():
+            step, n = make_iteration(path, overrides, device, base)
+            rows.append(time_step(f"{path}: {name}", step, n, device, args.warmup, args.repeat))
+            print(f"  measured {rows[-1].name}: {rows[-1].ms:.1f} ms", flush=True)
+    print()
+    print(markdown_table(rows))
+    print()
+    by = {r.name: r for r in rows}
+    for path in paths:
+        plain = by[f"{path}: no mixup"]
+        ratios = ", ".join(f"{name} {by[f'{path}: {name}'].ms / plain.ms:.3f}" for name in list(VARIANTS)[1:])
+        print(
+            f"- {path}: mixup / no mixup = {ratios}; no mixup: {PAPER_STEPS:,} iterations "
+            f"≈ {PAPER_STEPS * plain.ms / 3.6e6:.1f} h"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m gan.bench")

@@ -1,0 +1,170 @@
+"""Time the SSL training step: what manifold mixup costs, and what the fast path buys.
+
+    python -m ssl.bench                                    # WRN-28-2, batch 100 + 100, on cuda if present
+    python -m ssl.bench --device cpu --paths straightforward,plain,amp --repeat 5
+
+Paths: ``straightforward`` keeps the dataset on the CPU, preprocesses there and copies each batch to
+the device (the usual DataLoader recipe), fp32 eager; ``plain`` keeps uint8 data on the device and
+augments there, fp32 eager; ``amp`` adds bf16 autocast and channels-last; ``fast`` adds torch.compile
+(the training default on CUDA). Step kinds: a supervised step without and with manifold mixup (the
+paper's "no significant additional computation" claim is their ratio), and the full SSL step of
+Algorithm 1 without and with its two mixes. Timings: warm-up excluded, device-synchronised median.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from common.augment import ZCA, Preprocess
+from common.benchmark import Timing, machine, markdown_table, time_step
+from common.cli import ArgumentParser, run_main
+from common.config import UsageError, resolve_config
+from common.data import DATASETS
+from common.mixup import mixup_forward, sample_mix
+from common.run import resolve_device
+from common.speed import Speed, fused_kwargs, maybe_compile
+from ssl.train import SSLConfig, soft_cross_entropy, train_step
+from ssl.wrn import WideResNet
+
+PATHS = {
+    "straightforward": Speed(),
+    "plain": Speed(),
+    "amp": Speed(amp=True, channels_last=True),
+    "fast": Speed(amp=True, channels_last=True, compile=True),
+}
+PAPER_UPDATES = 450_000  # CIFAR-10: 1000 epochs x 450 updates
+
+
+def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_images: int = 5000):
+    """Step functions {kind: (callable, images per step)} for one path, on random CIFAR-shaped data."""
+    speed = PATHS[path]
+    info = DATASETS["cifar10"]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n_images,), generator=g)
+    on_device = path != "straightforward"
+    data_device = device if on_device else torch.device("cpu")
+    images, labels = images.to(data_device), labels.to(data_device)
+    zca = ZCA(torch.zeros(3 * 32 * 32), torch.eye(3 * 32 * 32)).to(data_device)  # a real ZCA's cost: one matmul
+    preprocess = Preprocess(info.mean, info.std, zca=zca, translate=2, flip=True)
+
+    torch.manual_seed(0)
+    net = speed.module(WideResNet(10, cfg.depth, cfg.width).to(device))
+    model = maybe_compile(net, speed)
+    opt = torch.optim.SGD(
+        net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, **fused_kwargs(device)
+    )
+
+    def batch_of(n: int):
+        idx = torch.randint(0, n_images, (n,), device=data_device)
+        x = preprocess(images[idx], train=True).to(device, non_blocking=True)
+        return speed.images(x), labels[idx].to(device, non_blocking=True)
+
+    def update(loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def supervised():
+        x, y = batch_of(batch)
+        with speed.autocast(device):
+            loss = F.cross_entropy(model(x), y)
+        update(loss)
+
+    def supervised_mixup():
+        x, y = batch_of(batch)
+        with speed.autocast(device):
+            logits, y_mix = mixup_forward(
+                model, x, F.one_hot(y, 10).float(), sample_mix(batch, (0, 1, 2), 0.1, device=device)
+            )
+            loss = soft_cross_entropy(logits, y_mix)
+        update(loss)
+
+    def ssl_no_mix():  # Algorithm 1's three passes with the mixing left out
+        (x, y), (u, _) = batch_of(batch), batch_of(batch)
+        with speed.autocast(device):
+            loss_s = F.cross_entropy(model(x), y)
+            with torch.no_grad():
+                target = model(u).float().softmax(1)
+            loss = loss_s + F.mse_loss(model(u).float().softmax(1), target)
+        update(loss)
+
+    def ssl_manifold():
+        (x, y), (u, _) = batch_of(batch), batch_of(batch)
+        with speed.autocast(device):
+            loss, _ = train_step(model, model, x, y, u, 1.0, cfg, (0, 1, 2), 10)
+        update(loss)
+
+    return {
+        "supervised, no mixup": (supervised, batch),
+        "supervised, manifold mixup": (supervised_mixup, batch),
+        "SSL step, mixing off": (ssl_no_mix, 2 * batch),
+        "SSL step, Algorithm 1": (ssl_manifold, 2 * batch),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m ssl.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--paths", default="straightforward,plain,amp,fast", help=f"comma-separated: {', '.join(PATHS)}"
+    )
+    parser.add_argument("--batch-size", type=int, default=100, help="labelled (and unlabelled) batch (default: 100)")
+    parser.add_argument("--depth", type=int, default=28, help="WRN depth (default: 28)")
+    parser.add_argument("--width", type=int, default=2, help="WRN width (default: 2)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compile included (default: 3)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed steps (default: 20)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    paths = args.paths.split(",")
+    if unknown := [p for p in paths if p not in PATHS]:
+        raise UsageError(f"unknown path {unknown[0]!r} (valid: {', '.join(PATHS)})")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cfg = resolve_config(SSLConfig, None, {"depth": str(args.depth), "width": str(args.width)})
+
+    print(
+        f"# ssl.bench: WRN-{args.depth}-{args.width}, batch {args.batch_size} (+{args.batch_size} unlabelled), "
+        f"{machine(device)}, median of {args.repeat} after {args.warmup} warm-up steps\n"
+    )
+    rows: list[Timing] = []
+    for path in paths:
+        for kind, (step, n) in make_steps(path, device, cfg, args.batch_size).items():
+            rows.append(
+                time_step(
+                    f"{path}: {kind}",
+                    step,
+                    n,
+                    device,
+                    args.warmup,
+                    args.repeat,
+                    count_flops=device.type == "cuda" and path == "plain",
+                )
+            )
+            print(f"  measured {rows[-1].name}: {rows[-1].ms:.1f} ms", flush=True)
+    print()
+    print(markdown_table(rows))
+    print()
+    by = {r.name: r for r in rows}
+    for path in paths:
+        sup, mix = by[f"{path}: supervised, no mixup"], by[f"{path}: supervised, manifold mixup"]
+        off, alg1 = by[f"{path}: SSL step, mixing off"], by[f"{path}: SSL step, Algorithm 1"]
+        print(
+            f"- {path}: manifold mixup / no mixup = {mix.ms / sup.ms:.3f} (supervised step), "
+            f"{alg1.ms / off.ms:.3f} (SSL step); Algorithm 1: {1000 / alg1.ms:.1f} updates/s, "
+            f"full CIFAR-10 schedule ({PAPER_UPDATES:,} updates) ≈ {PAPER_UPDATES * alg1.ms / 3.6e6:.1f} h"
+        )
+    base = by.get("straightforward: SSL step, Algorithm 1")
+    for path in paths:
+        if base and path != "straightforward":
+            ratio = base.ms / by[f"{path}: SSL step, Algorithm 1"].ms
+            print(f"- {path} vs straightforward (Algorithm 1): {ratio:.2f}× faster")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m ssl.bench")
