@@ -31,34 +31,46 @@ class Timing:
         return self.images / (self.ms / 1000)
 
 
-def time_step(
-    name: str,
-    step: Callable[[], object],
-    images: int,
+def time_steps(
+    cases: Sequence[tuple[str, Callable[[], object], int]],
     device: torch.device,
     warmup: int,
     repeat: int,
     count_flops: bool = False,
-) -> Timing:
-    """Median wall time of ``step()`` over ``repeat`` calls after ``warmup`` calls, synchronising each."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    flops = None
-    if count_flops:
-        with FlopCounterMode(display=False) as counter:
+) -> list[Timing]:
+    """Median wall time per call of each ``(name, step, images)`` case.
+
+    Every case first runs ``warmup`` untimed calls (compilation, allocator); then the cases are timed
+    in turns, one call each per round for ``repeat`` rounds, so slow drifts of the machine (clock,
+    other load) spread over all cases instead of biasing the ones measured last. Each call is
+    followed by a device synchronisation.
+    """
+    for _, step, _ in cases:
+        for _ in range(warmup):
             step()
-        flops = float(counter.get_total_flops())
-    return Timing(name, 1000 * statistics.median(times), images, peak, flops)
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    peaks: dict[str, float] = {name: 0.0 for name, _, _ in cases}
+    for _ in range(repeat):
+        for name, step, _ in cases:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+            if device.type == "cuda":
+                peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated(device) / 2**20)
+    timings = []
+    for name, step, images in cases:
+        flops = None
+        if count_flops:
+            with FlopCounterMode(display=False) as counter:
+                step()
+            flops = float(counter.get_total_flops())
+        peak = peaks[name] if device.type == "cuda" else None
+        timings.append(Timing(name, 1000 * statistics.median(times[name]), images, peak, flops))
+    return timings
 
 
 def markdown_table(rows: Sequence[Timing], baseline: Timing | None = None) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from common.benchmark import Timing, machine, markdown_table, time_step
+from common.benchmark import Timing, machine, markdown_table, time_steps
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError, resolve_config
 from common.run import resolve_device
@@ -94,11 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{machine(device)}, median of {args.repeat} after {args.warmup} warm-up iterations\n"
     )
     rows: list[Timing] = []
-    for path in paths:
-        for name, overrides in VARIANTS.items():
-            step, n = make_iteration(path, overrides, device, base)
-            rows.append(time_step(f"{path}: {name}", step, n, device, args.warmup, args.repeat))
-            print(f"  measured {rows[-1].name}: {rows[-1].ms:.1f} ms", flush=True)
+    for path in paths:  # each path's variants are timed in turns, so their ratios are fair
+        cases = [
+            (f"{path}: {name}", *make_iteration(path, overrides, device, base)) for name, overrides in VARIANTS.items()
+        ]
+        rows += time_steps(cases, device, args.warmup, args.repeat)
+        print(f"  measured {path}", flush=True)
     print()
     print(markdown_table(rows))
     print()
