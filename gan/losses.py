@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from common.mixup import mix, sample_lam
-from common.staged import StagedNet
 
 Loss = Literal["ns", "hinge"]
 PAIRS = ("rf", "fr", "ff")
@@ -65,31 +64,33 @@ def mix_real_fraction(pair: str, lam: Tensor, labels: Literal["soft", "fake"]) -
     return lam, real
 
 
-def mixup_term(
-    D: StagedNet,
+def make_mixes(
     h_real: Tensor,
     h_fake: Tensor,
-    point: int,
     pairs: Sequence[str],
     labels: Literal["soft", "fake"],
     lam_dist: Literal["uniform", "beta"],
     alpha: float,
-    loss: Loss,
-) -> Tensor:
-    """Σ over pair types of the loss on mixes of hidden states at ``point`` (ICML eq. 7).
+) -> tuple[Tensor, list[Tensor]]:
+    """Mixes of hidden states for each pair type (ICML eq. 4): (mixes (P·B, ...), labels, one per type).
 
-    h_real, h_fake: (B, ...) outputs of D's stages before ``point`` for the real and fake batches,
-    computed once and shared with the ordinary loss. One λ per pair type per step; fake-fake mixes
-    pair each fake example with another fake example of a random permutation.
+    h_real, h_fake: (B, ...) outputs of D's stages before the mixing point for the real and fake
+    batches. One λ per pair type per step; fake-fake mixes pair each fake example with another fake
+    example of a random permutation. The labels are CPU scalars (no device synchronisation).
     """
-    total = h_real.new_zeros(())
+    mixes, targets = [], []
     for pair in pairs:
         lam, target = mix_real_fraction(pair, sample_lam(alpha, (), lam_dist), labels)
         if pair == "rf":
-            h = mix(h_real, h_fake, lam)
+            mixes.append(mix(h_real, h_fake, lam))
         elif pair == "fr":
-            h = mix(h_fake, h_real, lam)
+            mixes.append(mix(h_fake, h_real, lam))
         else:
-            h = mix(h_fake, h_fake[torch.randperm(len(h_fake), device=h_fake.device)], lam)
-        total = total + soft_label_loss(D(h, point), target, loss)  # λ, t: CPU scalars, no sync
-    return total
+            mixes.append(mix(h_fake, h_fake[torch.randperm(len(h_fake), device=h_fake.device)], lam))
+        targets.append(target)
+    return torch.cat(mixes), targets
+
+
+def mixup_loss(d_mixes: Tensor, targets: Sequence[Tensor], loss: Loss) -> Tensor:
+    """Σ over pair types of the soft-label loss of D's logits (P·B,) on the mixes (ICML eq. 7)."""
+    return sum(soft_label_loss(d, t, loss) for d, t in zip(d_mixes.chunk(len(targets)), targets))

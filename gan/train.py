@@ -36,7 +36,7 @@ from common.run import StopSignal, progress, provenance, rng_state, seed_everyth
 from common.sampler import BatchStream
 from common.speed import PLAIN, Speed, fused_kwargs, maybe_compile
 from common.staged import StagedNet
-from gan.losses import PAIRS, d_loss, g_loss, mixup_term
+from gan.losses import PAIRS, d_loss, g_loss, make_mixes, mixup_loss
 from gan.nets import Discriminator, Generator
 from gan.toy import MLPDiscriminator, MLPGenerator, mode_metrics, ring_modes, sample_ring
 
@@ -183,18 +183,25 @@ def mixing_points(cfg: GANConfig, D: StagedNet) -> tuple[int, ...]:
 
 
 def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig, points: Sequence[int]):
-    """Discriminator loss on a real batch, a fake batch and (with mixup) their mixes at a random point k."""
+    """Discriminator loss on a real batch, a fake batch and (with mixup) their mixes at a random point k.
+
+    The states up to k are computed once, for real and fake together, and the rest of D runs once on
+    the real, fake and mixed states together: the mixup term costs D's layers after k on the mixes.
+    """
     with torch.no_grad():
         x_fake = G(z)
+    b = len(x_real)
     k = points[int(torch.randint(len(points), ()))] if points else 0
-    h = D(torch.cat([x_real, x_fake]), 0, k)  # states up to k, computed once for both uses
-    h_real, h_fake = h[: len(x_real)], h[len(x_real) :]
-    d = D(h, k)
-    d_real, d_fake = d[: len(x_real)], d[len(x_real) :]
+    h = D(torch.cat([x_real, x_fake]), 0, k)  # (2B, ...) states at point k
+    mixes, targets = (
+        make_mixes(h[:b], h[b:], cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha) if points else (h[:0], [])
+    )
+    d = D(torch.cat([h, mixes]), k)  # logits of real, fake and mixes
+    d_real, d_fake, d_mixes = d[:b], d[b : 2 * b], d[2 * b :]
     loss = d_loss(d_real, d_fake, cfg.loss)
     parts = {"d_loss": loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
     if points:
-        term = mixup_term(D, h_real, h_fake, k, cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.loss)
+        term = mixup_loss(d_mixes, targets, cfg.loss)
         loss = loss + cfg.mix_weight * term
         parts["d_mix"] = term.detach()
     return loss, parts

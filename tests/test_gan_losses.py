@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from common.staged import StagedNet
-from gan.losses import d_loss, g_loss, mix_real_fraction, mixup_term, soft_label_loss
+from gan.losses import d_loss, g_loss, make_mixes, mix_real_fraction, mixup_loss, soft_label_loss
 
 
 @pytest.mark.parametrize(
@@ -54,19 +54,23 @@ def linear_d():
 def test_fake_fake_mixes_never_touch_real_states():
     D = linear_d()
     h_real = torch.full((8, 4), float("nan"))
-    term = mixup_term(D, h_real, torch.randn(8, 4), 0, ["ff"], "soft", "uniform", 0.5, "ns")
-    assert torch.isfinite(term)
+    mixes, targets = make_mixes(h_real, torch.randn(8, 4), ["ff"], "soft", "uniform", 0.5)
+    assert torch.isfinite(mixes).all() and float(targets[0]) == 0
+    assert torch.isfinite(mixup_loss(D(mixes), targets, "ns"))
 
 
-def test_mixup_term_matches_the_formula():
+def test_mixes_and_their_loss_match_the_formula():
     D = linear_d()
     h_real, h_fake = torch.randn(8, 6), torch.randn(8, 6)
     torch.manual_seed(3)
-    term = mixup_term(D, h_real, h_fake, 1, ["rf"], "soft", "beta", 1.0, "ns")
+    mixes, targets = make_mixes(h_real, h_fake, ["rf", "fr"], "soft", "beta", 1.0)
+    term = mixup_loss(D(mixes, 1), targets, "ns")
     torch.manual_seed(3)
-    lam = torch.distributions.Beta(
-        torch.tensor(1.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
-    ).sample()
-    lam = float(lam)
-    d = D(lam * h_real + (1 - lam) * h_fake, 1)
-    torch.testing.assert_close(term, F.binary_cross_entropy_with_logits(d, torch.full_like(d, lam)))
+    beta = torch.distributions.Beta(torch.tensor(1.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    lam1, lam2 = float(beta.sample()), float(beta.sample())
+    d1, d2 = D(lam1 * h_real + (1 - lam1) * h_fake, 1), D(lam2 * h_fake + (1 - lam2) * h_real, 1)
+    expected = F.binary_cross_entropy_with_logits(d1, torch.full_like(d1, lam1)) + F.binary_cross_entropy_with_logits(
+        d2, torch.full_like(d2, 1 - lam2)
+    )
+    torch.testing.assert_close(term, expected)
+    assert mixes.shape == (16, 6)

@@ -92,10 +92,12 @@ def test_generator_loss_has_no_mixup_term():
 def test_hidden_states_are_computed_once_per_discriminator_update():
     cfg = ring_cfg(mix="h2", mix_pairs="rf,fr,ff")
     G, D = nets(cfg)
-    calls = []
-    D.stages[0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    before, after = [], []
+    D.stages[0].register_forward_hook(lambda m, i, o: before.append(len(i[0])))
+    D.stages[2].register_forward_hook(lambda m, i, o: after.append(len(i[0])))
     loss, parts = T.d_step(G, D, torch.randn(8, 2), torch.randn(8, G.z_dim), cfg, (2,))
-    assert calls == [16]  # real and fake together, once; the three mixes start from h2
+    assert before == [16]  # real and fake together, once
+    assert after == [16 + 3 * 8]  # then real, fake and the three mixes together, from h2
     assert "d_mix" in parts and torch.isfinite(loss)
 
 
