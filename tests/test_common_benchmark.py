@@ -1,0 +1,25 @@
+import torch
+
+from common.benchmark import Timing, markdown_table, time_steps
+
+
+def test_cases_are_warmed_up_then_timed_in_turns():
+    calls = []
+    cases = [(name, lambda name=name: calls.append(name), 10) for name in ("a", "b")]
+    timings = time_steps(cases, torch.device("cpu"), warmup=2, repeat=3)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert [t.name for t in timings] == ["a", "b"] and all(t.ms >= 0 for t in timings)
+
+
+def test_median_and_throughput():
+    import time
+
+    durations = iter([0.0, 0.03, 0.01, 0.02])  # warm-up, then three timed calls
+    timing = time_steps([("sleep", lambda: time.sleep(next(durations)), 50)], torch.device("cpu"), 1, 3)[0]
+    assert 15 < timing.ms < 40  # the median of 30, 10, 20 ms (plus overhead)
+    assert Timing("x", 100.0, 50, None).images_per_s == 500
+
+
+def test_table_reports_ratios_to_the_first_row():
+    table = markdown_table([Timing("plain", 10.0, 100, None), Timing("mixup", 10.5, 100, 12.0, flops=2e9)])
+    assert "| mixup | 10.5 | 9524 | 1.050× | 12 | 0.19 |" in table
