@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from common.cli import ArgumentParser, run_main
+
 DIGITS_EXTRACTOR = "digits-cnn"
 # The recipe is part of the cache key: change it and a new classifier is trained.
 RECIPE = {"version": 1, "epochs": 40, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "seed": 0, "width": 32}
@@ -66,8 +68,9 @@ def train_digits_classifier(recipe: dict = RECIPE) -> tuple[DigitsCNN, float]:
 
     train, test = load_dataset("digits", None, "train"), load_dataset("digits", None, "test")
     g = torch.Generator().manual_seed(recipe["seed"])
-    torch.manual_seed(recipe["seed"])
-    model = DigitsCNN(recipe["width"])
+    with torch.random.fork_rng(devices=[]):  # a trainer that calls this keeps its own random stream
+        torch.manual_seed(recipe["seed"])
+        model = DigitsCNN(recipe["width"])
     opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     x, y = train.images.float() / 255, train.labels
     for _ in range(recipe["epochs"]):
@@ -147,7 +150,15 @@ def register() -> None:
 register()
 
 
-if __name__ == "__main__":
-    path = digits_extractor_weights()
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m common.features", description="Train (once) and cache digits-cnn.")
+    parser.add_argument("--cache-dir", default=None, help="where to keep it (default: $MMIX_CACHE or ~/.cache/...)")
+    args = parser.parse_args(argv)
+    path = digits_extractor_weights(args.cache_dir)
     state = torch.load(path, weights_only=True)
     print(f"{path}: digits-cnn, test accuracy {state['test_accuracy']:.4f} on the 500 held-out digits")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m common.features")

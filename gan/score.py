@@ -1,15 +1,15 @@
 """Inception Score, FID and KID of saved samples, with torch-fidelity's feature extractors and metrics.
 
-    python -m gan.score samples.npz --ref cifar10-train --data-dir data/cifar10
+    python -m gan.score samples.npz --ref cifar10-train --data-dir data/cifar10-jpeg75
     python -m gan.score runs/gan/checkpoint.pt --num-samples 50000 --ref cifar10-train --kid
-    python -m gan.score samples/ --ref other-samples.npz
+    python -m gan.score samples/ --ref other-samples.npz --inception-weights weights-inception-2015-12-05-6726825d.pth
     python -m gan.score digits.npz --ref digits-train --feature-extractor digits-cnn
 
-SAMPLES is an ``.npz`` of uint8 NHWC images (key ``images``), a folder of PNG/JPEG images, a
-``gan.train`` checkpoint (``--num-samples`` are drawn from its generator), or a dataset split.
-IS uses 10 splits of SAMPLES; FID and KID compare SAMPLES with REF. Every result is written to a
-JSON file together with its protocol (counts, reference, extractor, weights hash, versions),
-because FID values are only comparable under the same protocol.
+SAMPLES is an ``.npz`` of uint8 NHWC images (key ``images``, or its only array), a folder of
+PNG/JPEG images, a ``gan.train`` checkpoint (``--num-samples`` are drawn from its generator), or a
+dataset split. IS uses 10 splits of SAMPLES; FID and KID compare SAMPLES with REF. Every result is
+written to a JSON file together with its protocol (counts, reference, extractor, weights hash,
+versions), because FID values are only comparable under the same protocol. docs/scores.md has more.
 
 Inception weights (``weights-inception-2015-12-05-6726825d.pth``) are looked up in this order:
 ``--inception-weights``, ``$MMIX_INCEPTION_WEIGHTS``, torch's hub cache; then downloaded if possible.
@@ -22,7 +22,7 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,9 @@ from common.run import progress, resolve_device
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = Path(URL_INCEPTION_V3).name
+# sha256 of the published file (its name carries the first 8 digits, torch hub's convention); not
+# verifiable here, so a mismatch is only recorded in the protocol ("published": false), never refused
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 WEIGHTS_ENV = "MMIX_INCEPTION_WEIGHTS"
 DATASET_SPLITS = {
     "cifar10-train": ("cifar10", "train"),
@@ -50,18 +53,37 @@ DATASET_SPLITS = {
     "digits-train": ("digits", "train"),
     "digits-test": ("digits", "test"),
 }
+# The keys of score()'s result (torch-fidelity's names), besides "protocol".
 KEYS = (KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, KEY_METRIC_FID, KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
 
 
 @dataclass(frozen=True)
 class Samples:
-    images: Tensor  # (N, C, H, W) uint8, CPU
+    """Images to score and where they came from."""
+
+    images: Tensor  # (N, C, H, W) uint8, CPU, C = 1 or 3
     source: str  # what the user named
-    sha256: str  # of the image bytes: the identity of a reference in the statistics cache
+    sha256: str = ""  # of the image bytes: a reference's identity in the statistics cache
+    info: dict = field(default_factory=dict)  # protocol details: dataset split, checkpoint seed, ...
+
+    @classmethod
+    def of(cls, images: Tensor, source: str, **info: object) -> Samples:
+        images = _checked(images.contiguous(), source)
+        return cls(images, source, hashlib.sha256(images.numpy().tobytes()).hexdigest(), info)
 
 
-def _fingerprint(images: Tensor) -> str:
-    return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+def _checked(images: Tensor, source: str) -> Tensor:
+    if images.dtype != torch.uint8:
+        raise UsageError(f"{source}: images must be uint8 in 0..255, got {images.dtype}")
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise UsageError(f"{source}: images must be (N, C, H, W) with C = 1 or 3, got shape {tuple(images.shape)}")
+    if len(images) == 0:
+        raise UsageError(f"{source} holds no images")
+    return images.cpu()
 
 
 def load_samples(
@@ -71,13 +93,19 @@ def load_samples(
     data_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    ema: bool = True,
 ) -> Samples:
-    """Images from an .npz, a folder, a generator checkpoint or a dataset split (see module docstring)."""
+    """Images from an .npz, a folder, a generator checkpoint or a dataset split (see module docstring).
+
+    ``num_samples``, ``seed`` (noise) and ``ema`` apply to checkpoints, ``data_dir`` to dataset
+    splits (default ``data/<dataset>``; digits need none).
+    """
     spec = str(spec)
     if spec in DATASET_SPLITS:
         name, split = DATASET_SPLITS[spec]
-        images = load_dataset(name, data_dir or f"data/{name}", split).images
-        return Samples(images, spec, _fingerprint(images))
+        directory = None if name == "digits" else str(data_dir or f"data/{name}")
+        images = load_dataset(name, directory, split).images
+        return Samples.of(images, spec, dataset=name, split=split, data_dir=directory)
     path = Path(spec)
     if not path.exists():
         raise UsageError(
@@ -85,24 +113,31 @@ def load_samples(
             f"or one of {', '.join(DATASET_SPLITS)})"
         )
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise UsageError(f"{path} holds no PNG or JPEG images")
-        decoded = read_images(files)
-        if len({tuple(im.shape) for im in decoded}) != 1:
-            raise UsageError(f"images in {path} differ in size or channels; score images of one shape")
-        images = torch.stack(decoded)
-    elif path.suffix == ".npz":
-        images = _from_npz(path)
-    elif path.suffix in (".pt", ".pth"):
+        return Samples.of(_from_folder(path), spec)
+    if path.suffix == ".npz":
+        return Samples.of(_from_npz(path), spec)
+    if path.suffix in (".pt", ".pth"):
         from gan.sample import generate, load_generator
 
-        G, _ = load_generator(path, device=device)
+        if num_samples <= 0:
+            raise UsageError(f"--num-samples must be positive, got {num_samples}")
+        G, _ = load_generator(path, ema=ema, device=device)
         images = torch.from_numpy(generate(G, num_samples, device=device, seed=seed)).permute(0, 3, 1, 2)
-    else:
-        raise UsageError(f"cannot read samples from {path}: use an .npz, an image folder or a checkpoint .pt")
-    images = images.contiguous()
-    return Samples(images, spec, _fingerprint(images))
+        return Samples.of(images, spec, checkpoint=str(path), seed=seed, ema=ema)
+    raise UsageError(f"cannot read samples from {path}: use an .npz, an image folder or a checkpoint .pt")
+
+
+def _from_folder(path: Path) -> Tensor:
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"{path} holds no PNG or JPEG images")
+    try:
+        decoded = read_images(files)
+    except RuntimeError as e:
+        raise UsageError(f"an image in {path} cannot be decoded ({str(e).splitlines()[0]})") from None
+    if len({tuple(im.shape) for im in decoded}) != 1:
+        raise UsageError(f"images in {path} differ in size or channels; score images of one shape")
+    return torch.stack(decoded)
 
 
 def _from_npz(path: Path) -> Tensor:
@@ -114,23 +149,42 @@ def _from_npz(path: Path) -> Tensor:
                 array = f[f.files[0]]
             else:
                 raise UsageError(f"{path} holds {f.files}; name the image array 'images'")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"{path} cannot be read as .npz ({type(e).__name__})") from None
     if array.dtype != np.uint8:
         raise UsageError(f"{path}: images must be uint8 in 0..255, got {array.dtype}")
     if array.ndim != 4 or array.shape[-1] not in (1, 3):
         raise UsageError(f"{path}: images must be (N, H, W, C) with C = 1 or 3, got shape {array.shape}")
-    if len(array) == 0:
-        raise UsageError(f"{path} holds no images")
     return torch.from_numpy(array).permute(0, 3, 1, 2)
 
 
+def as_samples(x: Samples | str | Path | np.ndarray | Tensor, what: str, **load: object) -> Samples:
+    """Samples from a spec (``load_samples``), a uint8 (N, H, W, C) array or a uint8 (N, C, H, W) tensor."""
+    if isinstance(x, Samples):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.ndim != 4 or x.shape[-1] not in (1, 3):
+            raise UsageError(f"{what}: arrays must be (N, H, W, C) with C = 1 or 3, got shape {x.shape}")
+        return Samples.of(torch.from_numpy(x).permute(0, 3, 1, 2), f"{what} (array)")
+    if isinstance(x, Tensor):
+        return Samples.of(x.detach(), f"{what} (tensor)")
+    return load_samples(x, **load)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights and feature extractors
+
+
 def find_inception_weights(path: str | Path | None = None, *, download: bool = True) -> Path:
-    """The Inception weights file: explicit path, $MMIX_INCEPTION_WEIGHTS, torch's hub cache, or a download."""
+    """The Inception weights file: explicit path, $MMIX_INCEPTION_WEIGHTS, torch's hub cache, or a download.
+
+    Downloads are never tried when ``download`` is False or ``$MMIX_OFFLINE`` is set. Not found:
+    a one-line UsageError naming the file, where to put it and where to get it.
+    """
     path = path or os.environ.get(WEIGHTS_ENV)
     if path:
         if not Path(path).is_file():
-            raise UsageError(f"Inception weights {path} do not exist; download {URL_INCEPTION_V3}")
+            raise UsageError(f"Inception weights {path} do not exist; get {INCEPTION_FILE} from {URL_INCEPTION_V3}")
         return Path(path)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if cached.is_file():
@@ -153,7 +207,7 @@ def find_inception_weights(path: str | Path | None = None, *, download: bool = T
     )
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -162,60 +216,151 @@ def _sha256_file(path: Path) -> str:
 
 
 class Extractor:
-    """A torch-fidelity feature extractor, its weights and the feature layer each metric reads."""
+    """A torch-fidelity feature extractor, its weights (and their sha256) and the layer each metric reads."""
 
-    def __init__(self, name: str, weights: Path, device: torch.device):
+    def __init__(self, name: str, weights: str | Path, device: str | torch.device = "cpu"):
         if name not in FEATURE_EXTRACTORS_REGISTRY:
             raise UsageError(
                 f"unknown feature extractor {name!r} (valid: {', '.join(sorted(FEATURE_EXTRACTORS_REGISTRY))})"
             )
         cls = FEATURE_EXTRACTORS_REGISTRY[name]
-        self.name, self.weights, self.sha256 = name, weights, _sha256_file(weights)
+        self.name, self.weights, self.sha256 = name, Path(weights), sha256_file(weights)
+        self.official = name == INCEPTION and self.sha256 == INCEPTION_SHA256
         self.layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid")}
-        requested = sorted(set(self.layers.values()))
-        self.module = cls(name, requested, feature_extractor_weights_path=str(weights), verbose=False).to(device).eval()
-        self.device = device
+        self.device = torch.device(device)
+        if name == INCEPTION and not self.official:
+            # torch-fidelity unpickles the file with weights_only=False: anything but the published
+            # file must first load as plain tensors
+            try:
+                torch.load(weights, map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise UsageError(
+                    f"{weights} is not a plain weights file ({type(e).__name__}); get {URL_INCEPTION_V3}"
+                ) from None
+        try:
+            module = cls(name, sorted(set(self.layers.values())), feature_extractor_weights_path=str(weights))
+        except Exception as e:  # wrong or truncated file: missing keys, shape mismatch, unpickling error
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            raise UsageError(f"{weights} cannot be loaded as {name} weights ({type(e).__name__}: {first})") from None
+        self.module = module.to(self.device).eval()
 
     @torch.no_grad()
     def __call__(self, images: Tensor, batch_size: int, desc: str) -> dict[str, Tensor]:
-        """uint8 (N, C, H, W) -> {layer: (N, D) float64 on the CPU}."""
+        """uint8 (N, C, H, W) -> {layer: (N, D) float64 on the CPU}, with a progress bar on stderr."""
         outputs: dict[str, list[Tensor]] = {}
-        bar = progress(len(images), desc=desc)
+        bar = progress(len(images), desc=f"{self.name}: {desc}")
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(self.device)
             if self.name != DIGITS_EXTRACTOR and x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)  # Inception takes RGB
-            for layer, f in self.module.convert_features_tuple_to_dict(self.module(x)).items():
+            try:
+                features = self.module(x)
+            except ValueError as e:  # torch-fidelity's (and digits-cnn's) input checks
+                raise UsageError(f"{self.name} cannot read the {desc} images: {e}") from None
+            for layer, f in self.module.convert_features_tuple_to_dict(features).items():
                 outputs.setdefault(layer, []).append(f.double().cpu())
             bar.update(len(x))
         bar.close()
         return {k: torch.cat(v) for k, v in outputs.items()}
 
 
-def reference_statistics(ref: Samples, extractor: Extractor, batch_size: int, cache: Path | None) -> dict:
-    """FID statistics (mu, sigma) of a reference, cached under a key of extractor, weights and data.
+def make_extractor(
+    feature_extractor: str = INCEPTION,
+    weights_path: str | Path | None = None,
+    *,
+    download: bool = True,
+    device: str | torch.device = "cpu",
+) -> Extractor:
+    """An extractor with its weights: Inception's via ``find_inception_weights``, digits-cnn's trained on first use."""
+    if feature_extractor == DIGITS_EXTRACTOR:
+        weights = Path(weights_path) if weights_path else digits_extractor_weights()
+        if not weights.is_file():
+            raise UsageError(f"digits-cnn weights {weights} do not exist (omit the path to train them)")
+    elif feature_extractor == INCEPTION:
+        weights = find_inception_weights(weights_path, download=download)
+    elif weights_path is None:
+        raise UsageError(f"feature extractor {feature_extractor!r} needs a weights path")
+    else:
+        weights = Path(weights_path)
+    return Extractor(feature_extractor, weights, device)
 
-    torch-fidelity's own cache key is the input's name only, so statistics computed with other
-    weights or other files of the same name would be reused; this key cannot collide that way.
+
+# ---------------------------------------------------------------------------------------------
+# Reference statistics, cached under the identity of weights AND data
+
+
+def reference_statistics(
+    ref: Samples, extractor: Extractor, *, batch_size: int = 100, cache: Path | None = None, kid: bool = False
+) -> dict:
+    """{"mu", "sigma"} (FID) and, with ``kid``, "features" (N, D) of a reference, and "cached": bool.
+
+    The cache file's name is a hash of (extractor, weights sha256, feature layer, torch-fidelity
+    version, data sha256, image count), and the file repeats them, so statistics computed with
+    other weights or other data are never reused. torch-fidelity's own cache is keyed by the
+    input's name only, which is why it is not used here.
     """
-    layer = extractor.layers["fid"]
-    key = hashlib.sha256(f"{extractor.name}|{extractor.sha256}|{layer}|{ref.sha256}|{len(ref.images)}".encode())
-    path = None if cache is None else cache / "fid-stats" / f"{key.hexdigest()[:32]}.npz"
-    if path is not None and path.is_file():
+    layer = extractor.layers["kid" if kid else "fid"]
+    if kid and layer != extractor.layers["fid"]:
+        raise UsageError(f"{extractor.name} reads FID and KID from different layers; not supported")
+    identity = {
+        "extractor": extractor.name,
+        "weights_sha256": extractor.sha256,
+        "layer": layer,
+        "torch_fidelity": torch_fidelity.__version__,
+        "data_sha256": ref.sha256,
+        "count": len(ref.images),
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+    stats_path = features_path = None
+    if cache is not None and ref.sha256:
+        stats_path = cache / "reference-stats" / f"{key}.npz"
+        features_path = cache / "reference-features" / f"{key}.npz"
+
+    wanted = [stats_path] + ([features_path] if kid else [])
+    if stats_path is not None and all(_cached(p, identity) for p in wanted):
+        with np.load(stats_path) as f:
+            out = {"mu": f["mu"], "sigma": f["sigma"], "cached": True}
+        if kid:
+            with np.load(features_path) as f:
+                out["features"] = torch.from_numpy(f["features"])
+        return out
+
+    features = extractor(ref.images, batch_size, "reference")[layer]
+    out = fid_features_to_statistics(features) | {"cached": False}
+    if kid:
+        out["features"] = features.float()
+    if stats_path is not None:
+        meta = {"identity": json.dumps(identity, sort_keys=True), "source": ref.source}
+        _save_npz(stats_path, mu=out["mu"], sigma=out["sigma"], **meta)
+        if kid:
+            _save_npz(features_path, features=out["features"].numpy(), **meta)
+    return out
+
+
+def _cached(path: Path, identity: dict) -> bool:
+    if not path.is_file():
+        return False
+    try:
         with np.load(path) as f:
-            return {"mu": f["mu"], "sigma": f["sigma"]}
-    stats = fid_features_to_statistics(extractor(ref.images, batch_size, "reference")[layer])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, mu=stats["mu"], sigma=stats["sigma"], source=ref.source, weights_sha256=extractor.sha256)
-        os.replace(tmp, path)
-    return stats
+            return json.loads(str(f["identity"])) == identity
+    except (OSError, ValueError, KeyError, EOFError):
+        return False  # unreadable or foreign: recompute and replace
+
+
+def _save_npz(path: Path, **arrays: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+
+
+# ---------------------------------------------------------------------------------------------
+# The metrics call
 
 
 def score(
-    samples: Samples,
-    reference: Samples | None = None,
+    samples: Samples | str | Path | np.ndarray | Tensor,
+    reference: Samples | str | Path | np.ndarray | Tensor | None = None,
     *,
     isc: bool = True,
     fid: bool = True,
@@ -223,126 +368,200 @@ def score(
     feature_extractor: str = INCEPTION,
     weights_path: str | Path | None = None,
     download: bool = True,
-    device: torch.device | str = "cpu",
+    device: str | torch.device = "auto",
     batch_size: int = 100,
     isc_splits: int = 10,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    num_samples: int = 50_000,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
     cache: str | Path | None = "default",
     extractor: Extractor | None = None,
 ) -> dict:
     """IS of ``samples``; FID and KID of ``samples`` against ``reference``.
 
-    Returns a flat dict with torch-fidelity's keys (``inception_score_mean``, ``inception_score_std``,
-    ``frechet_inception_distance``, ``kernel_inception_distance_mean``, ``..._std``) for the metrics
-    asked for, plus ``protocol``: what was compared with what, how. ``cache=None`` disables the
-    reference-statistics cache; "default" is ``$MMIX_CACHE`` or ``~/.cache/manifold-mixup``.
+    Args:
+        samples, reference: ``Samples``, a spec for ``load_samples`` (an .npz, an image folder, a
+            checkpoint, ``cifar10-train``/``cifar10-test``/``digits-train``/``digits-test``), a uint8
+            (N, H, W, C) numpy array or a uint8 (N, C, H, W) tensor. ``num_samples``, ``seed``
+            (checkpoints) and ``data_dir`` (dataset splits) are passed to ``load_samples``.
+        isc, fid, kid: which metrics. IS uses ``isc_splits`` splits (10 is the standard protocol);
+            KID draws ``kid_subsets`` subsets of ``kid_subset_size`` from each side.
+        feature_extractor: ``inception-v3-compat`` (the standard) or ``digits-cnn`` (8x8 digits
+            only, see common.features); ``weights_path`` overrides where its weights are found,
+            ``download`` allows fetching Inception's. A ready ``extractor`` skips all three.
+        device: ``auto`` (cuda when available), ``cpu`` or ``cuda``; ``batch_size`` images per pass.
+        cache: folder for reference statistics, "default" (``$MMIX_CACHE`` or
+            ``~/.cache/manifold-mixup``) or None (no cache).
+
+    Returns:
+        A flat dict with the metrics asked for, under torch-fidelity's keys:
+        ``inception_score_mean``, ``inception_score_std``, ``frechet_inception_distance``,
+        ``kernel_inception_distance_mean``, ``kernel_inception_distance_std``; and ``protocol``:
+        samples and reference (source, count, sha256, dataset split / checkpoint seed), extractor,
+        layers, weights path and sha256, IS splits, KID subsets, torch-fidelity version, device,
+        whether the reference statistics came from the cache, and
+        ``comparable_to_inception_scores`` (False for any extractor but Inception).
     """
+    if not (isc or fid or kid):
+        raise UsageError("nothing to compute: enable at least one of IS, FID, KID")
+    if batch_size <= 0 or isc_splits <= 0 or kid_subsets <= 0 or kid_subset_size <= 1:
+        raise UsageError("batch size, IS splits and KID subsets must be positive, the KID subset size above 1")
     if (fid or kid) and reference is None:
-        raise UsageError("FID and KID need a reference (--ref); pass --no-fid for IS alone")
-    if isc and len(samples.images) < isc_splits:
-        raise UsageError(f"{len(samples.images)} samples cannot be split into {isc_splits} IS splits")
-    if kid and min(len(samples.images), len(reference.images)) < kid_subset_size:
+        raise UsageError("FID and KID need a reference (--ref); for IS alone pass --no-fid")
+    load = {"num_samples": num_samples, "data_dir": data_dir, "seed": seed}
+    if extractor is None:
+        device = resolve_device(str(device))
+    else:
+        device = extractor.device
+    samples = as_samples(samples, "samples", device=device, **load)
+    reference = None if reference is None else as_samples(reference, "reference", device=device, **load)
+    n = len(samples.images)
+    if isc and n < isc_splits:
+        raise UsageError(f"{n} samples cannot be split into {isc_splits} IS splits; score more samples")
+    if kid and min(n, len(reference.images)) < kid_subset_size:
         raise UsageError(
             f"KID subsets of {kid_subset_size} need at least that many samples and reference images "
-            f"(have {len(samples.images)} and {len(reference.images)}); lower --kid-subset-size"
+            f"(have {n} and {len(reference.images)}); lower --kid-subset-size"
         )
-    device = torch.device(device)
     if extractor is None:
-        weights = (
-            (Path(weights_path) if weights_path else digits_extractor_weights())
-            if feature_extractor == DIGITS_EXTRACTOR
-            else find_inception_weights(weights_path, download=download)
-        )
-        extractor = Extractor(feature_extractor, weights, device)
+        extractor = make_extractor(feature_extractor, weights_path, download=download, device=device)
     cache_path = None if cache is None else (cache_dir() if cache == "default" else Path(cache))
 
     out: dict = {}
     features = extractor(samples.images, batch_size, "samples")
     if isc:
         out |= isc_features_to_metric(features[extractor.layers["isc"]], splits=isc_splits, shuffle=True)
+    ref_stats = None
+    if fid or kid:
+        ref_stats = reference_statistics(reference, extractor, batch_size=batch_size, cache=cache_path, kid=kid)
     if fid:
         stats = fid_features_to_statistics(features[extractor.layers["fid"]])
-        out |= fid_statistics_to_metric(
-            stats, reference_statistics(reference, extractor, batch_size, cache_path), False
-        )
+        out |= fid_statistics_to_metric(stats, ref_stats, False)
     if kid:
-        ref_features = extractor(reference.images, batch_size, "reference")[extractor.layers["kid"]]
         out |= kid_features_to_metric(
             features[extractor.layers["kid"]].float(),
-            ref_features.float(),
+            ref_stats["features"],
             kid_subsets=kid_subsets,
             kid_subset_size=kid_subset_size,
             verbose=False,
         )
-    out["protocol"] = {
-        "samples": {"source": samples.source, "count": len(samples.images), "shape": list(samples.images.shape[1:])},
-        "reference": None if reference is None else {"source": reference.source, "count": len(reference.images)},
-        "feature_extractor": extractor.name,
-        "feature_layers": extractor.layers,
-        "weights": {"path": str(extractor.weights), "sha256": extractor.sha256},
-        "isc_splits": isc_splits if isc else None,
-        "kid": {"subsets": kid_subsets, "subset_size": kid_subset_size} if kid else None,
-        "torch_fidelity": torch_fidelity.__version__,
-        "comparable_to_inception_scores": extractor.name == INCEPTION,
-    }
-    if extractor.name == DIGITS_EXTRACTOR:
-        out["protocol"]["note"] = "digits-cnn domain features: comparable only with other digits-cnn scores"
+    out["protocol"] = protocol(samples, reference, extractor, isc_splits if isc else None, kid, device)
+    if ref_stats is not None:
+        out["protocol"]["reference"]["statistics"] = "cached" if ref_stats["cached"] else "computed"
+    if kid:
+        out["protocol"]["kid"] = {"subsets": kid_subsets, "subset_size": kid_subset_size}
     return out
 
 
+def protocol(
+    samples: Samples,
+    reference: Samples | None,
+    extractor: Extractor,
+    isc_splits: int | None,
+    kid: bool,
+    device: torch.device,
+) -> dict:
+    """What was compared with what, and how: FID values are only comparable when this matches."""
+
+    def describe(s: Samples) -> dict:
+        return {"source": s.source, "count": len(s.images), "shape": list(s.images.shape[1:]), "sha256": s.sha256}
+
+    p = {
+        "samples": describe(samples) | samples.info,
+        "reference": None if reference is None else describe(reference) | reference.info,
+        "feature_extractor": extractor.name,
+        "feature_layers": extractor.layers,
+        "weights": {"path": str(extractor.weights), "sha256": extractor.sha256, "published": extractor.official},
+        "isc_splits": isc_splits,
+        "kid": None,
+        "torch_fidelity": torch_fidelity.__version__,
+        "device": device.type,
+        "comparable_to_inception_scores": extractor.name == INCEPTION,
+    }
+    if extractor.name != INCEPTION:
+        p["note"] = f"{extractor.name} features: comparable only with other {extractor.name} scores, never Inception"
+    return p
+
+
 def format_table(result: dict) -> str:
-    names = {KEY_METRIC_ISC_MEAN: "IS", KEY_METRIC_FID: "FID", KEY_METRIC_KID_MEAN: "KID"}
+    """The metrics as a small text table, each value labelled with its extractor when it is not Inception."""
     p = result["protocol"]
-    label = "" if p["comparable_to_inception_scores"] else f" [{p['feature_extractor']}: not Inception]"
+    tag = "" if p["comparable_to_inception_scores"] else f" [{p['feature_extractor']}, NOT Inception]"
     rows = []
-    for key, name in names.items():
+    for key, name in ((KEY_METRIC_ISC_MEAN, "IS"), (KEY_METRIC_FID, "FID"), (KEY_METRIC_KID_MEAN, "KID")):
         if key in result:
             std = result.get(key.replace("_mean", "_std")) if key.endswith("_mean") else None
-            rows.append(f"{name + label:<34} {result[key]:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
-    ref = p["reference"]
-    rows.append(
-        f"samples {p['samples']['count']} from {p['samples']['source']}"
-        + (f" | reference {ref['count']} from {ref['source']}" if ref else "")
-    )
+            rows.append(f"{name + tag:<36} {result[key]:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
+    s, ref = p["samples"], p["reference"]
+    splits = f" (IS over {p['isc_splits']} splits)" if p["isc_splits"] else ""
+    rows.append(f"samples   {s['count']} from {s['source']}{splits}")
+    if ref:
+        rows.append(f"reference {ref['count']} from {ref['source']} (statistics {ref.get('statistics', 'unused')})")
+    rows.append(f"extractor {p['feature_extractor']}, weights sha256 {p['weights']['sha256'][:16]}…")
     return "\n".join(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def get_args_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m gan.score", description=__doc__.split("\n\n")[0])
     parser.add_argument("samples", help=".npz, image folder, checkpoint .pt, or a dataset split")
     parser.add_argument("--ref", default=None, help=f"reference for FID/KID: {', '.join(DATASET_SPLITS)} or samples")
-    parser.add_argument("--data-dir", default=None, help="dataset folder for cifar10-*/digits-* (default: data/NAME)")
+    parser.add_argument("--data-dir", default=None, help="dataset folder for cifar10-* (default: data/cifar10)")
     parser.add_argument(
         "--num-samples", type=int, default=50_000, help="samples drawn from a checkpoint (default: 50000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed for checkpoint samples (default: 0)")
+    parser.add_argument("--no-ema", action="store_true", help="checkpoints: the raw generator, not its EMA")
     parser.add_argument("--no-isc", action="store_true", help="skip the Inception Score")
     parser.add_argument("--no-fid", action="store_true", help="skip FID")
     parser.add_argument("--kid", action="store_true", help="also compute KID")
     parser.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (default: 1000)")
     parser.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default: 100)")
-    parser.add_argument("--feature-extractor", default=INCEPTION, help=f"{INCEPTION} (default) or {DIGITS_EXTRACTOR}")
     parser.add_argument(
-        "--inception-weights", default=None, help=f"weights file (default: ${WEIGHTS_ENV} or hub cache)"
+        "--feature-extractor",
+        default=INCEPTION,
+        choices=(INCEPTION, DIGITS_EXTRACTOR),
+        help=f"{INCEPTION} (default, the standard) or {DIGITS_EXTRACTOR} (8x8 digits, not comparable)",
+    )
+    parser.add_argument(
+        "--inception-weights", default=None, metavar="PATH", help=f"weights file (default: ${WEIGHTS_ENV} or hub cache)"
     )
     parser.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
     parser.add_argument("--batch-size", type=int, default=100, help="images per forward pass (default: 100)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--out", default=None, help="JSON file for the results (default: beside SAMPLES)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    args = parser.parse_args(argv)
-
-    out = Path(args.out) if args.out else _default_out(args.samples, args.ref)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite or choose another --out")
-    if args.num_samples <= 0 or args.batch_size <= 0:
-        raise UsageError("--num-samples and --batch-size must be positive")
-    device = resolve_device(args.device)
-    samples = load_samples(
-        args.samples, num_samples=args.num_samples, data_dir=args.data_dir, device=device, seed=args.seed
+    parser.add_argument(
+        "--cache-dir", default=None, help="reference statistics cache (default: $MMIX_CACHE or ~/.cache/manifold-mixup)"
     )
-    reference = load_samples(args.ref, data_dir=args.data_dir, device=device) if args.ref else None
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference statistics")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--out", default=None, metavar="FILE", help="JSON file for the results (default: beside SAMPLES)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    out = Path(args.out) if args.out else _default_out(args.samples, args.ref)
+    if out.exists() and not args.overwrite:  # checked before minutes of feature extraction, and again at the end
+        raise UsageError(f"{out} already exists; pass --overwrite or choose another --out")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    if args.num_samples <= 0:
+        raise UsageError(f"--num-samples must be positive, got {args.num_samples}")
+    if args.kid and args.ref is None:
+        raise UsageError("--kid needs a reference: pass --ref")
+    device = resolve_device(args.device)
+    load = {"num_samples": args.num_samples, "data_dir": args.data_dir, "device": device, "seed": args.seed}
+    samples = load_samples(args.samples, **load, ema=not args.no_ema)
+    reference = load_samples(args.ref, data_dir=args.data_dir) if args.ref else None
+    if reference is None and not args.no_fid:
+        print("no --ref: FID skipped")
     result = score(
         samples,
         reference,
@@ -350,24 +569,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         fid=not args.no_fid and reference is not None,
         kid=args.kid,
         feature_extractor=args.feature_extractor,
-        weights_path=args.inception_weights,
+        weights_path=args.inception_weights if args.feature_extractor == INCEPTION else None,
         download=not args.no_download,
         device=device,
         batch_size=args.batch_size,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
+        cache=None if args.no_cache else (args.cache_dir or "default"),
     )
     print(format_table(result))
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        with open(out, "w" if args.overwrite else "x") as f:
+            f.write(json.dumps(result, indent=2) + "\n")
+    except FileExistsError:
+        raise UsageError(f"{out} appeared while scoring; results not written (pass --overwrite)") from None
     print(f"wrote {out}")
     return 0
 
 
 def _default_out(samples: str, ref: str | None) -> Path:
+    """``<samples>-scores[-vs-<ref>].json`` beside SAMPLES (in the current folder for a dataset split)."""
     path = Path(samples)
     tag = f"-vs-{Path(ref).stem}" if ref else ""
-    base = path.parent / f"{path.stem if path.suffix else path.name}-scores{tag}.json"
-    return Path(f"{Path(samples).name}-scores{tag}.json") if samples in DATASET_SPLITS else base
+    if samples in DATASET_SPLITS:
+        return Path(f"{samples}-scores{tag}.json")
+    return path.parent / f"{path.stem if path.is_file() else path.name}-scores{tag}.json"
 
 
 if __name__ == "__main__":

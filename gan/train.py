@@ -103,6 +103,8 @@ class GANConfig:
         check(self.batch_size > 0 and self.g_batch_size > 0, "batch sizes must be positive")
         check(0 <= self.g_ema_decay < 1, "--g-ema-decay must be in [0, 1)")
         check(min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "intervals must be positive")
+        check(self.score_every >= 0, "--score-every must be >= 0 (0 = only at the end)")
+        check(self.score_samples == 0 or self.score_samples >= 10, "--score-samples: 0 (off) or >= 10 (10 IS splits)")
 
 
 def get_args_parser():
@@ -444,29 +446,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 def make_scorer(cfg: GANConfig, device: torch.device) -> tuple[Callable | None, str | None]:
     """A function G -> {fid, is, is_std} on ``score_samples`` samples, or (None, why not).
 
-    Digits use the ``digits-cnn`` domain extractor (trained on first use); other images use
-    Inception, whose weights must be found locally or downloadable.
+    Digits use the ``digits-cnn`` domain extractor (trained on first use; its keys are prefixed
+    ``digits-cnn_`` because they are not Inception numbers); other images use Inception, whose
+    weights must be found locally (gan.score.find_inception_weights) or downloadable. The
+    reference statistics are computed once and cached (gan.score.reference_statistics).
     """
+    from common.features import DIGITS_EXTRACTOR
     from gan.sample import generate
-    from gan.score import INCEPTION, Extractor, Samples, find_inception_weights, load_samples, score
+    from gan.score import INCEPTION, load_samples, make_extractor, score
 
     if cfg.dataset == "ring" or cfg.score_samples == 0:
         return None, None
     try:
-        if cfg.dataset == "digits":
-            from common.features import DIGITS_EXTRACTOR, digits_extractor_weights
-
-            extractor = Extractor(DIGITS_EXTRACTOR, digits_extractor_weights(), device)
-        else:
-            extractor = Extractor(INCEPTION, find_inception_weights(), device)
+        extractor = make_extractor(DIGITS_EXTRACTOR if cfg.dataset == "digits" else INCEPTION, device=device)
         reference = load_samples(cfg.score_ref or f"{cfg.dataset}-train", data_dir=cfg.data_dir)
     except UsageError as e:
         return None, f"scoring skipped: {e}"
+    prefix = "" if extractor.name == INCEPTION else f"{extractor.name}_"
 
     def scorer(G: nn.Module) -> dict[str, float]:
-        images = torch.from_numpy(generate(G, cfg.score_samples, device=device, seed=cfg.seed)).permute(0, 3, 1, 2)
-        r = score(Samples(images, "generator", ""), reference, extractor=extractor, device=device)
-        prefix = "" if extractor.name == INCEPTION else f"{extractor.name}_"
+        images = generate(G, cfg.score_samples, device=device, seed=cfg.seed)  # the same noise every time
+        r = score(images, reference, extractor=extractor)
         return {
             f"{prefix}fid": r["frechet_inception_distance"],
             f"{prefix}is": r["inception_score_mean"],

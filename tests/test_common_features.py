@@ -19,6 +19,14 @@ def test_training_is_deterministic():
         assert torch.equal(value, b.state_dict()[name]), name
 
 
+def test_training_leaves_the_callers_random_stream_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    train_digits_classifier({**RECIPE, "epochs": 0})
+    torch.testing.assert_close(torch.rand(3), expected)  # a trainer scoring with it stays reproducible
+
+
 def test_trained_once_cached_and_accurate():
     path = digits_extractor_weights()
     assert digits_extractor_weights() == path and path.is_file()

@@ -1,4 +1,12 @@
+"""gan.score end to end with torch-fidelity's real InceptionV3 on random weights (values are meaningless,
+the plumbing, counts and caching are real), plus the digits extractor where speed matters.
+
+Inception on a CPU costs ~6 GFLOP per image, so every Inception test shares two sets of 24 images
+and a module-wide statistics cache; the whole file passes a few hundred images through it.
+"""
+
 import json
+import pickle
 from unittest import mock
 
 import numpy as np
@@ -13,13 +21,16 @@ from torch_fidelity.registry import register_feature_extractor
 import gan.score as S
 import gan.train as T
 from common.config import UsageError
-from common.features import DIGITS_EXTRACTOR
+from common.features import DIGITS_EXTRACTOR, digits_extractor_weights
 
 from conftest import ROOT, run_module
 
+CPU = torch.device("cpu")
+
 
 def write_random_inception(path, seed):
-    """torch-fidelity's InceptionV3 with random weights that give non-vanishing features."""
+    """torch-fidelity's InceptionV3 with random weights whose features do not vanish: Kaiming-normal
+    convolutions and a unit-variance final layer (its default initialisation gives ~0 features)."""
     import torch_fidelity.feature_extractor_inceptionv3 as fi
 
     with (
@@ -45,82 +56,99 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def extractor(weights):
-    return S.Extractor(S.INCEPTION, weights[0], torch.device("cpu"))
+    return S.Extractor(S.INCEPTION, weights[0], CPU)
 
 
-def images(kind, n=30, seed=0):
+@pytest.fixture(scope="module")
+def stats_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("stats")
+
+
+def images(kind, n=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     if kind == "smooth":  # low-frequency colour fields
-        small = torch.rand(n, 3, 4, 4, generator=g)
-        x = nn.functional.interpolate(small, size=32, mode="bilinear", align_corners=False)
+        x = nn.functional.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=32, mode="bilinear")
     else:  # white noise
         x = torch.rand(n, 3, 32, 32, generator=g)
     return (x * 255).to(torch.uint8)
 
 
-def samples(kind, n=30, seed=0):
-    x = images(kind, n, seed)
-    return S.Samples(x, kind, S._fingerprint(x))
+@pytest.fixture(scope="module")
+def inception_results(extractor, stats_cache):
+    """FID(A, A) and FID(B, A): A's reference statistics are computed once, then read from the cache."""
+    a = S.Samples.of(images("smooth"), "smooth")
+    b = S.Samples.of(images("noise"), "noise")
+    same = S.score(a, a, extractor=extractor, cache=stats_cache, isc_splits=3)
+    different = S.score(b, a, extractor=extractor, cache=stats_cache, isc_splits=3)
+    return same, different
 
 
-def test_fid_of_a_set_with_itself_is_zero_and_of_different_sets_positive(extractor):
-    a, b = samples("smooth"), samples("noise")
-    same = S.score(a, a, extractor=extractor, cache=None, isc_splits=3)
-    different = S.score(a, b, extractor=extractor, cache=None, isc_splits=3)
+def test_fid_of_a_set_with_itself_is_zero_and_of_different_sets_positive(inception_results):
+    same, different = inception_results
     assert different["frechet_inception_distance"] > 0
     assert abs(same["frechet_inception_distance"]) < 1e-6 * different["frechet_inception_distance"]
-    assert same["inception_score_mean"] > 1 and same["protocol"]["samples"]["count"] == 30
+    assert same["inception_score_mean"] > 1
+    assert same["protocol"]["samples"]["count"] == 24 and same["protocol"]["isc_splits"] == 3
+    assert same["protocol"]["reference"]["statistics"] == "computed"
+    assert different["protocol"]["reference"]["statistics"] == "cached"
+    assert same["protocol"]["comparable_to_inception_scores"] is True
+    assert same["protocol"]["weights"]["published"] is False  # random weights are not the published file
 
 
-def test_npz_folder_and_checkpoint_inputs(tmp_path, extractor):
-    x = images("smooth", 12)
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    """A one-step digits GAN that scores its 20 samples with digits-cnn at the end."""
+    out = tmp_path_factory.mktemp("gan") / "run"
+    tiny = ["--steps", "1", "--n-dis", "1", "--g-channels", "8", "--d-channels", "8", "--batch-size", "4"]
+    argv = ["--config", str(ROOT / "configs/gan/digits.yaml"), "--device", "cpu", *tiny, "--g-batch-size", "4"]
+    assert T.main([*argv, "--score-samples", "20", "--out", str(out)]) == 0
+    return out
+
+
+def test_checkpoint_samples_through_inception(gan_run, extractor):
+    generated = S.load_samples(gan_run / "checkpoint.pt", num_samples=10, seed=3)
+    assert generated.images.shape == (10, 1, 8, 8) and generated.images.dtype == torch.uint8
+    again = S.load_samples(gan_run / "checkpoint.pt", num_samples=10, seed=3)
+    assert torch.equal(generated.images, again.images)  # the seed fixes the noise
+    result = S.score(generated, extractor=extractor, fid=False, isc_splits=2)  # grayscale read as RGB
+    assert result["inception_score_mean"] >= 1  # (FID's 2048x2048 eigenproblem is a CPU minute: tested above)
+    assert result["protocol"]["samples"] | {"seed": 3, "ema": True, "count": 10} == result["protocol"]["samples"]
+
+
+def test_training_scores_at_the_end_with_the_digits_extractor(gan_run):
+    lines = [json.loads(line) for line in (gan_run / "metrics.jsonl").read_text().splitlines()]
+    scored = [m for m in lines if "digits-cnn_fid" in m]
+    assert len(scored) == 1 and scored[0]["step"] == 1 and scored[0]["digits-cnn_fid"] > 0
+    assert scored[0]["digits-cnn_is"] >= 1
+    summary = json.loads((gan_run / "summary.json").read_text())
+    assert summary["digits-cnn_fid"] == scored[0]["digits-cnn_fid"] and "scoring" not in summary
+
+
+def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights):
+    x = images("smooth", 12, seed=1)
     np.savez(tmp_path / "s.npz", images=x.permute(0, 2, 3, 1).numpy())
     folder = tmp_path / "pngs"
     folder.mkdir()
     for i, img in enumerate(x):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
-    from_npz, from_folder = S.load_samples(tmp_path / "s.npz"), S.load_samples(folder)
-    assert torch.equal(from_npz.images, x) and torch.equal(from_folder.images, x)
+    assert torch.equal(S.load_samples(tmp_path / "s.npz").images, x)
+    assert torch.equal(S.load_samples(folder).images, x)
 
-    run = tmp_path / "gan"
-    assert (
-        T.main(
-            [
-                "--config",
-                str(ROOT / "configs" / "gan" / "digits.yaml"),
-                "--device",
-                "cpu",
-                "--steps",
-                "1",
-                "--n-dis",
-                "1",
-                "--g-channels",
-                "8",
-                "--d-channels",
-                "8",
-                "--batch-size",
-                "4",
-                "--g-batch-size",
-                "4",
-                "--score-samples",
-                "0",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
-    generated = S.load_samples(run / "checkpoint.pt", num_samples=10)
-    assert generated.images.shape == (10, 1, 8, 8)
-    result = S.score(generated, from_npz, extractor=extractor, cache=None, isc_splits=2)  # grayscale -> RGB
-    assert result["frechet_inception_distance"] > 0
+    out = tmp_path / "scores.json"
+    args = [str(tmp_path / "s.npz"), "--ref", str(folder), "--device", "cpu", "--out", str(out)]
+    result = run_module("gan.score", *args, "--inception-weights", str(weights[0]), "--cache-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert abs(data["frechet_inception_distance"]) < 1e-3  # the same pixels, lossless PNG: FID ~ 0
+    p = data["protocol"]
+    assert p["weights"]["sha256"] == S.sha256_file(weights[0]) and p["feature_extractor"] == S.INCEPTION
+    assert p["samples"]["count"] == 12 and p["reference"]["count"] == 12 and p["isc_splits"] == 10
+    assert p["samples"]["sha256"] == p["reference"]["sha256"] and "FID" in result.stdout
 
 
 def test_fid_matches_an_independent_computation():
     train, test = S.load_samples("digits-train"), S.load_samples("digits-test")
-    extractor = S.Extractor(
-        DIGITS_EXTRACTOR, __import__("common.features").features.digits_extractor_weights(), torch.device("cpu")
-    )
+    extractor = S.Extractor(DIGITS_EXTRACTOR, digits_extractor_weights(), CPU)
     fid = S.score(test, train, extractor=extractor, cache=None, isc=False)["frechet_inception_distance"]
     f1 = extractor(test.images, 100, "t")["features"].numpy()
     f2 = extractor(train.images, 100, "t")["features"].numpy()
@@ -132,7 +160,7 @@ def test_fid_matches_an_independent_computation():
 
 
 class OneHot(FeatureExtractorBase):
-    """Predicts class (first pixel value) with certainty; for checking the IS arithmetic."""
+    """Predicts class (first pixel value mod 4) with certainty; for checking the IS arithmetic."""
 
     def __init__(self, name, features_list, **kwargs):
         super().__init__(name, features_list)
@@ -152,142 +180,172 @@ class OneHot(FeatureExtractorBase):
 register_feature_extractor("test-onehot", OneHot)
 
 
-@pytest.mark.parametrize(("labels", "expected"), [([2] * 40, 1.0), ([0, 1, 2, 3] * 10, 4.0)])
-def test_inception_score_extremes(tmp_path, labels, expected):
-    (tmp_path / "w").write_bytes(b"none")
+@pytest.mark.parametrize(("labels", "expected"), [([2] * 40, 1.0), ([0, 1, 2, 3] * 10, 4.0), ([0, 1] * 20, 2.0)])
+def test_inception_score_is_one_for_one_class_and_k_for_k_even_classes(tmp_path, labels, expected):
+    (tmp_path / "w").write_bytes(b"unused")
     x = torch.zeros(40, 3, 4, 4, dtype=torch.uint8)
     x[:, 0, 0, 0] = torch.tensor(labels, dtype=torch.uint8)
-    ex = S.Extractor("test-onehot", tmp_path / "w", torch.device("cpu"))
-    result = S.score(S.Samples(x, "x", ""), extractor=ex, fid=False, isc_splits=1)
+    ex = S.Extractor("test-onehot", tmp_path / "w", CPU)
+    result = S.score(x, extractor=ex, fid=False, isc_splits=1)
     assert result["inception_score_mean"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_reference_statistics_are_cached_per_weights(tmp_path, weights):
-    ref = samples("smooth", 12)
-    a = S.Extractor(S.INCEPTION, weights[0], torch.device("cpu"))
-    b = S.Extractor(S.INCEPTION, weights[1], torch.device("cpu"))
-    stats_a = S.reference_statistics(ref, a, 50, tmp_path)
-    stats_b = S.reference_statistics(ref, b, 50, tmp_path)  # same data, other weights: not the cached ones
-    assert len(list((tmp_path / "fid-stats").iterdir())) == 2
-    assert not np.allclose(stats_a["mu"], stats_b["mu"])
+def test_reference_statistics_computed_with_other_weights_are_never_reused(tmp_path, weights):
+    ref = S.Samples.of(images("smooth", 6, seed=2), "ref")
+    a, b = S.Extractor(S.INCEPTION, weights[0], CPU), S.Extractor(S.INCEPTION, weights[1], CPU)
+    stats_a = S.reference_statistics(ref, a, cache=tmp_path)
+    stats_b = S.reference_statistics(ref, b, cache=tmp_path)  # same data, other weights: computed anew
+    assert not stats_b["cached"] and not np.allclose(stats_a["mu"], stats_b["mu"])
+    files = sorted((tmp_path / "reference-stats").iterdir())
+    assert len(files) == 2
     with mock.patch.object(S.Extractor, "__call__", side_effect=AssertionError("recomputed")):
-        again = S.reference_statistics(ref, a, 50, tmp_path)  # a cache hit: no features extracted
+        again = S.reference_statistics(ref, a, cache=tmp_path)  # a cache hit: no features extracted
+    assert again["cached"]
     np.testing.assert_array_equal(again["sigma"], stats_a["sigma"])
-    other = samples("smooth", 12, seed=5)  # other data of the same count: another key
-    S.reference_statistics(other, a, 50, tmp_path)
-    assert len(list((tmp_path / "fid-stats").iterdir())) == 3
+
+    # a file under A's name that holds B's statistics (a copied cache, a hash-prefix collision) is not trusted
+    path_a = next(f for f in files if np.load(f)["mu"].tolist() == stats_a["mu"].tolist())
+    path_b = next(f for f in files if f != path_a)
+    path_a.write_bytes(path_b.read_bytes())
+    fake = {"2048": torch.zeros(6, 2048, dtype=torch.float64)}
+    with mock.patch.object(S.Extractor, "__call__", return_value=fake) as extract:
+        replaced = S.reference_statistics(ref, a, cache=tmp_path)
+    assert extract.call_count == 1 and not replaced["cached"]
+
+    other = S.Samples.of(images("smooth", 6, seed=5), "ref")  # same name and count, other pixels: another key
+    with mock.patch.object(S.Extractor, "__call__", return_value=fake) as extract:
+        S.reference_statistics(other, a, cache=tmp_path)
+    assert extract.call_count == 1 and len(list((tmp_path / "reference-stats").iterdir())) == 3
 
 
-def test_missing_weights_offline_say_where_to_put_them(tmp_path, monkeypatch):
+def test_kid_reference_features_are_cached_and_one_pass_serves_fid_and_kid(tmp_path):
+    extractor = S.Extractor(DIGITS_EXTRACTOR, digits_extractor_weights(), CPU)
+    ref, samples = S.load_samples("digits-train"), S.load_samples("digits-test")
+    kw = dict(extractor=extractor, cache=tmp_path, kid=True, isc=False, kid_subset_size=100, kid_subsets=10)
+    with mock.patch.object(S.Extractor, "__call__", autospec=True, side_effect=S.Extractor.__call__) as extract:
+        first = S.score(samples, ref, **kw)
+        assert extract.call_count == 2  # the samples once, the reference once for both metrics
+        second = S.score(samples, ref, **kw)
+        assert extract.call_count == 3  # the reference's features came from the cache
+    assert second["protocol"]["reference"]["statistics"] == "cached"
+    for key in ("frechet_inception_distance", "kernel_inception_distance_mean"):
+        assert second[key] == pytest.approx(first[key], rel=1e-5)
+
+
+def test_missing_weights_offline_say_which_file_where_and_from_where(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(
         UsageError,
         match=r"weights-inception-2015-12-05-6726825d.pth not found .*hub/checkpoints/ "
-        r".*--inception-weights PATH .*https://github.com/toshas",
+        r".*--inception-weights PATH .*MMIX_INCEPTION_WEIGHTS.*https://github.com/toshas",
     ):
         S.find_inception_weights(download=False)
     with pytest.raises(UsageError, match="do not exist"):
         S.find_inception_weights(tmp_path / "nope.pth")
+    monkeypatch.setenv(S.WEIGHTS_ENV, str(tmp_path / "env.pth"))
+    with pytest.raises(UsageError, match="env.pth do not exist"):
+        S.find_inception_weights(download=False)
+    (tmp_path / "env.pth").write_bytes(b"x")
+    assert S.find_inception_weights(download=False) == tmp_path / "env.pth"
+    monkeypatch.delenv(S.WEIGHTS_ENV)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "hub" / "checkpoints" / S.INCEPTION_FILE).write_bytes(b"x")
     assert S.find_inception_weights(download=False).name == S.INCEPTION_FILE
+
+
+def test_weights_that_are_not_inception_weights_are_usage_errors(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(UsageError, match="junk.pth is not a plain weights file"):
+        S.Extractor(S.INCEPTION, tmp_path / "junk.pth", CPU)
+    (tmp_path / "code.pth").write_bytes(pickle.dumps(print))  # a pickle that would run code
+    with pytest.raises(UsageError, match="code.pth is not a plain weights file"):
+        S.Extractor(S.INCEPTION, tmp_path / "code.pth", CPU)
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(UsageError, match="other.pth cannot be loaded as inception-v3-compat weights"):
+        S.Extractor(S.INCEPTION, tmp_path / "other.pth", CPU)
 
 
 def test_bad_inputs_are_usage_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="holds no PNG or JPEG images"):
         S.load_samples(tmp_path / "empty")
+    (tmp_path / "rgba").mkdir()
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(tmp_path / "rgba" / "a.png")
+    with pytest.raises(UsageError, match="C = 1 or 3"):
+        S.load_samples(tmp_path / "rgba")
     np.savez(tmp_path / "float.npz", images=np.zeros((4, 8, 8, 3), np.float32))
     with pytest.raises(UsageError, match="must be uint8"):
         S.load_samples(tmp_path / "float.npz")
     np.savez(tmp_path / "nchw.npz", images=np.zeros((4, 3, 8, 8), np.uint8))
     with pytest.raises(UsageError, match=r"must be \(N, H, W, C\)"):
         S.load_samples(tmp_path / "nchw.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(UsageError, match="cannot be read as .npz"):
+        S.load_samples(tmp_path / "text.npz")
     with pytest.raises(UsageError, match="does not exist"):
         S.load_samples(tmp_path / "missing.npz")
-    few = samples("smooth", 8)
+    with pytest.raises(UsageError, match="must be uint8"):
+        S.score(torch.zeros(4, 3, 8, 8), feature_extractor=DIGITS_EXTRACTOR, fid=False)
+    few = images("smooth", 8)
     with pytest.raises(UsageError, match="KID subsets of 1000 need at least"):
         S.score(few, few, kid=True, isc=False, feature_extractor=DIGITS_EXTRACTOR)
     with pytest.raises(UsageError, match="need a reference"):
         S.score(few, None, feature_extractor=DIGITS_EXTRACTOR)
+    with pytest.raises(UsageError, match="8 samples cannot be split into 10 IS splits"):
+        S.score(few, feature_extractor=DIGITS_EXTRACTOR, fid=False)
+    with pytest.raises(UsageError, match="digits-cnn cannot read the samples images"):  # 32x32 is not a digit
+        S.score(images("smooth", 10), feature_extractor=DIGITS_EXTRACTOR, fid=False, device="cpu")
 
 
-def test_command_writes_json_with_the_protocol_and_fails_cleanly(tmp_path, weights):
+def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path):
     train = S.load_samples("digits-train").images[:300]
     np.savez(tmp_path / "a.npz", images=train.permute(0, 2, 3, 1).numpy())
     out = tmp_path / "scores.json"
+    common = [str(tmp_path / "a.npz"), "--ref", "digits-test", "--device", "cpu"]
     result = run_module(
-        "gan.score",
-        str(tmp_path / "a.npz"),
-        "--ref",
-        "digits-test",
-        "--feature-extractor",
-        DIGITS_EXTRACTOR,
-        "--kid",
-        "--kid-subset-size",
-        "100",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
+        "gan.score", *common, "--feature-extractor", DIGITS_EXTRACTOR, "--kid", "--kid-subset-size", "100", "--out", out
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert {"inception_score_mean", "frechet_inception_distance", "kernel_inception_distance_mean"} <= set(data)
-    protocol = data["protocol"]
-    assert protocol["samples"]["count"] == 300 and protocol["reference"] == {"source": "digits-test", "count": 500}
-    assert len(protocol["weights"]["sha256"]) == 64 and protocol["isc_splits"] == 10
-    assert "not Inception" in result.stdout
-    again = run_module("gan.score", str(tmp_path / "a.npz"), "--ref", "digits-test", "--out", str(out))
-    assert again.returncode == 2 and "already exists" in again.stderr
-    offline = run_module(
-        "gan.score",
-        str(tmp_path / "a.npz"),
-        "--ref",
-        "digits-test",
-        "--no-download",
-        "--out",
-        str(tmp_path / "x.json"),
-        "--device",
-        "cpu",
-    )
-    assert offline.returncode == 2 and len(offline.stderr.strip().splitlines()) == 1
-    assert "weights-inception-2015-12-05-6726825d.pth not found" in offline.stderr
+    p = data["protocol"]
+    assert p["samples"]["count"] == 300 and p["isc_splits"] == 10 and p["kid"]["subset_size"] == 100
+    assert p["reference"]["source"] == "digits-test" and p["reference"]["split"] == "test"
+    assert p["reference"]["count"] == 500 and len(p["reference"]["sha256"]) == 64
+    assert len(p["weights"]["sha256"]) == 64 and p["torch_fidelity"] and p["comparable_to_inception_scores"] is False
+    assert "NOT Inception" in result.stdout and "never Inception" in p["note"]
+
+    def fails(*args, expect):  # as the user sees it: exit 2, one line, no traceback
+        r = run_module("gan.score", *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr, r.stderr
+
+    fails(*common, "--out", out, expect="already exists")
+    fails(*common, "--no-download", "--out", tmp_path / "x.json", expect="6726825d.pth not found")
+    assert not (tmp_path / "x.json").exists()
+    for args, expect in [  # the same errors in-process (a subprocess costs seconds of imports)
+        ([str(tmp_path / "none.npz"), "--out", str(tmp_path / "y.json")], "does not exist"),
+        ([*common, "--out", str(tmp_path / "no" / "such.json")], "does not exist"),
+        ([str(tmp_path / "a.npz"), "--kid", "--out", str(tmp_path / "z.json")], "--kid needs a reference"),
+        ([*common, "--num-samples", "0", "--out", str(tmp_path / "z.json")], "--num-samples must be positive"),
+    ]:
+        with pytest.raises(UsageError, match=expect):
+            S.main(args)
+    with pytest.raises(SystemExit) as exit_:
+        S.main([*common, "--feature-extractor", "nope"])
+    assert exit_.value.code == 2
 
 
 def test_training_logs_once_that_scoring_is_skipped_without_weights(tmp_path):
-    out = tmp_path / "run"
-    argv = [
-        "--config",
-        str(ROOT / "configs" / "gan" / "digits.yaml"),
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        str(tmp_path / "c"),
-        "--device",
-        "cpu",
-        "--steps",
-        "1",
-        "--n-dis",
-        "1",
-        "--g-channels",
-        "8",
-        "--d-channels",
-        "8",
-        "--batch-size",
-        "4",
-        "--g-batch-size",
-        "4",
-        "--g-bottom",
-        "4",
-        "--g-blocks",
-        "3",
-    ]
     (tmp_path / "c" / "train" / "cat").mkdir(parents=True)
     for i in range(4):
         Image.fromarray(np.full((32, 32, 3), i * 40, np.uint8)).save(tmp_path / "c" / "train" / "cat" / f"{i}.png")
-    assert T.main([*argv, "--out", str(out)]) == 0
+    tiny = ["--steps", "1", "--n-dis", "1", "--g-channels", "8", "--d-channels", "8", "--batch-size", "4"]
+    argv = ["--config", str(ROOT / "configs/gan/digits.yaml"), "--dataset", "cifar10", "--device", "cpu", *tiny]
+    out = tmp_path / "run"
+    more = ["--g-batch-size", "4", "--g-bottom", "4", "--g-blocks", "3", "--data-dir", str(tmp_path / "c")]
+    assert T.main([*argv, *more, "--out", str(out)]) == 0
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     skipped = [m for m in lines if "scoring" in m]
     assert len(skipped) == 1 and "Inception weights" in skipped[0]["scoring"]
+    assert not any("fid" in m for m in lines)
     assert "scoring skipped" in json.loads((out / "summary.json").read_text())["scoring"]
