@@ -99,6 +99,24 @@ def _cifar_batches_dir(data_dir: Path) -> Path | None:
     return None
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays, nothing else: a pickle could otherwise run code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
 def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
     batches = _cifar_batches_dir(data_dir)
     if batches is None and (data_dir / split).is_dir():
@@ -121,7 +139,7 @@ def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
             raise UsageError(f"CIFAR-10 file {f} is missing; unpack {CIFAR10_URL} into {data_dir} again")
         try:
             with open(f, "rb") as fh:
-                entry = pickle.load(fh, encoding="bytes")
+                entry = _ArraysOnly(fh, encoding="bytes").load()
             images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(entry[b"labels"], dtype=np.int64))
         except Exception as e:  # truncated download, wrong file

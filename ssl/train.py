@@ -162,9 +162,11 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
     if run.writer and not resuming:
         split.save(split_file, dataset=cfg.dataset, num_labels=cfg.labels, seed=cfg.seed, num_train=len(train.labels))
 
+    images = train.images.to(device)
     zca = None
-    if cfg.zca:  # fitted on every non-validation training image, in the layout it is applied to
-        zca = ZCA.fit(normalize(train.images[split.unlabelled], info.mean, info.std)).to(device)
+    if cfg.zca:  # fitted on every non-validation training image, in the layout it is applied to, on the device
+        unlabelled = torch.as_tensor(split.unlabelled, device=device)
+        zca = ZCA.fit(normalize(images[unlabelled], info.mean, info.std))
     preprocess = Preprocess(
         mean=info.mean, std=info.std, zca=zca, translate=cfg.translate, flip=info.flip if cfg.flip is None else cfg.flip
     )
@@ -178,7 +180,7 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
         f"| {batches.iterations_per_epoch} updates per epoch"
     )
     return Data(
-        train=train.images.to(device),
+        train=images,
         train_labels=train.labels.to(device),
         test=test.images.to(device),
         test_labels=test.labels.to(device),

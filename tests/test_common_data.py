@@ -115,6 +115,21 @@ def test_missing_files_say_what_to_put_where(tmp_path, name, message):
         load_dataset(name, tmp_path, "train")
 
 
+class Exploit:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path, capsys):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": Exploit(), b"labels": [0]}, f)
+    with pytest.raises(UsageError, match="cannot be read"):
+        load_dataset("cifar10", tmp_path, "test")
+    assert "pwned" not in capsys.readouterr().out
+
+
 def test_unknown_dataset_and_corrupt_files(tmp_path):
     with pytest.raises(UsageError, match="unknown dataset 'mnist' \\(valid: cifar10, svhn, digits\\)"):
         load_dataset("mnist", tmp_path, "train")
