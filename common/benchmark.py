@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from common.cli import ArgumentParser
+from common.config import UsageError
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -88,3 +91,20 @@ def machine(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     return f"CPU ({cpu}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def add_timing_args(parser: ArgumentParser, paths: Sequence[str], default_paths: str, unit: str) -> None:
+    """The arguments both bench commands share: device, paths, warm-up, repeats, threads."""
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--paths", default=default_paths, help=f"comma-separated: {', '.join(paths)}")
+    parser.add_argument("--warmup", type=int, default=3, help=f"untimed {unit} first, compile included (default: 3)")
+    parser.add_argument("--repeat", type=int, default=20, help=f"timed {unit} (default: 20)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+
+
+def parse_paths(text: str, paths: Sequence[str]) -> list[str]:
+    """``"plain,amp"`` -> ``["plain", "amp"]``; an unknown name is a UsageError listing the valid ones."""
+    chosen = text.split(",")
+    if unknown := [p for p in chosen if p not in paths]:
+        raise UsageError(f"unknown path {unknown[0]!r} (valid: {', '.join(paths)})")
+    return chosen

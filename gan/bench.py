@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import torch
 
-from common.benchmark import Timing, machine, markdown_table, time_steps
+from common.benchmark import Timing, add_timing_args, machine, markdown_table, parse_paths, time_steps
 from common.cli import ArgumentParser, run_main
-from common.config import UsageError, resolve_config
+from common.config import resolve_config
 from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
 from gan.train import CONFIGS, GANConfig, Nets, build_discriminator, build_generator, mixing_points, train_iteration
@@ -65,19 +65,13 @@ def make_iteration(path: str, overrides: dict, device: torch.device, base: dict)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m gan.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--paths", default="plain,amp,fast", help=f"comma-separated: {', '.join(PATHS)}")
+    add_timing_args(parser, list(PATHS), "plain,amp,fast", "iterations")
     parser.add_argument("--n-dis", type=int, default=5, help="discriminator updates per iteration (default: 5)")
     parser.add_argument("--batch-size", type=int, default=64, help="real images per D update (default: 64)")
     parser.add_argument("--g-channels", type=int, default=256, help="generator channels (default: 256, SNGAN)")
     parser.add_argument("--d-channels", type=int, default=128, help="discriminator channels (default: 128, SNGAN)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default: 3)")
-    parser.add_argument("--repeat", type=int, default=20, help="timed iterations (default: 20)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    paths = args.paths.split(",")
-    if unknown := [p for p in paths if p not in PATHS]:
-        raise UsageError(f"unknown path {unknown[0]!r} (valid: {', '.join(PATHS)})")
+    paths = parse_paths(args.paths, list(PATHS))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

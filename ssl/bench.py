@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from common.augment import ZCA, Preprocess
-from common.benchmark import Timing, machine, markdown_table, time_steps
+from common.benchmark import Timing, add_timing_args, machine, markdown_table, parse_paths, time_steps
 from common.cli import ArgumentParser, run_main
-from common.config import UsageError, resolve_config
+from common.config import resolve_config
 from common.data import DATASETS
 from common.mixup import mixup_forward, sample_mix
 from common.run import resolve_device
@@ -108,20 +108,12 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m ssl.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument(
-        "--paths", default="straightforward,plain,amp,fast", help=f"comma-separated: {', '.join(PATHS)}"
-    )
+    add_timing_args(parser, list(PATHS), "straightforward,plain,amp,fast", "steps")
     parser.add_argument("--batch-size", type=int, default=100, help="labelled (and unlabelled) batch (default: 100)")
     parser.add_argument("--depth", type=int, default=28, help="WRN depth (default: 28)")
     parser.add_argument("--width", type=int, default=2, help="WRN width (default: 2)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compile included (default: 3)")
-    parser.add_argument("--repeat", type=int, default=20, help="timed steps (default: 20)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    paths = args.paths.split(",")
-    if unknown := [p for p in paths if p not in PATHS]:
-        raise UsageError(f"unknown path {unknown[0]!r} (valid: {', '.join(PATHS)})")
+    paths = parse_paths(args.paths, list(PATHS))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

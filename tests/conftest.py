@@ -1,5 +1,6 @@
 """Shared test fixtures. Tests run on the CPU with few threads so the suite fits 2 cores."""
 
+import json
 import os
 import subprocess
 import sys
@@ -39,3 +40,28 @@ def run_module(*args: str, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture
 def run_cli():
     return run_module
+
+
+def metrics_without_time(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl without its wall-clock fields: what must match between two equal runs."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k != "time"} for m in lines]
+
+
+def signal_after(base: type, polls: int, signum: int) -> type:
+    """A StopSignal subclass that reports ``signum`` from its ``polls``-th poll on: a Ctrl-C or SIGTERM
+    that arrives at a chosen update, without sending real signals to the test process."""
+
+    class SignalAfter(base):
+        count = 0
+
+        @property
+        def signum(self):
+            SignalAfter.count += 1
+            return signum if SignalAfter.count >= polls else None
+
+        @signum.setter
+        def signum(self, value):
+            pass
+
+    return SignalAfter

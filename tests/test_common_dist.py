@@ -12,7 +12,7 @@ import torch
 from common.config import UsageError
 from common.dist import Dist, agree_to_stop, shard
 
-from conftest import ROOT, run_module
+from conftest import ROOT, metrics_without_time, run_module
 
 RING = [
     "--config",
@@ -93,13 +93,6 @@ def test_two_processes_train_the_same_gan_as_one_with_the_same_global_batch(tmp_
     assert summary["ranks"] == 2 and summary["ranks_in_sync"] is True
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len((tmp_path / "one" / "metrics.jsonl").read_text().splitlines())  # rank 0 writes alone
-
-
-def metrics_without_time(out):
-    return [
-        {k: v for k, v in json.loads(line).items() if k != "time"}
-        for line in (out / "metrics.jsonl").read_text().splitlines()
-    ]
 
 
 def test_ssl_under_torchrun_stays_in_sync_and_resumes_exactly(tmp_path):

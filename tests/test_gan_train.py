@@ -7,7 +7,7 @@ import torch
 import gan.train as T
 from common.config import resolve_config
 
-from conftest import ROOT, run_module
+from conftest import ROOT, metrics_without_time, run_module, signal_after
 
 RING = [
     "--config",
@@ -110,28 +110,12 @@ def test_no_mix_means_no_mixup_term():
     assert "d_mix" not in parts
 
 
-def metrics_without_time(out):
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in m.items() if k != "time"} for m in lines]
-
-
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     argv = [*RING, "--steps", "300", "--mix", "h1,pixel", "--mix-pairs", "rf,fr,ff", "--g-ema-decay", "0.9"]
     assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
 
-    class StopAfter(T.StopSignal):  # SIGTERM during update 130 (between checkpoints)
-        polls = 0
-
-        @property
-        def signum(self):
-            StopAfter.polls += 1
-            return signal.SIGTERM if StopAfter.polls >= 130 else None
-
-        @signum.setter
-        def signum(self, value):
-            pass
-
-    monkeypatch.setattr(T, "StopSignal", StopAfter)
+    stop = signal_after(T.StopSignal, 130, signal.SIGTERM)  # SIGTERM during update 130 (between checkpoints)
+    monkeypatch.setattr(T, "StopSignal", stop)
     assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGTERM
     monkeypatch.undo()
     assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0

@@ -11,7 +11,7 @@ from common.config import resolve_config
 from common.mixup import sample_mix
 from ssl.wrn import WideResNet
 
-from conftest import ROOT, run_module
+from conftest import ROOT, metrics_without_time, run_module, signal_after
 
 DIGITS = str(ROOT / "configs" / "ssl" / "digits.yaml")
 # A few seconds on one CPU core: 2 epochs of 20 updates, a small network.
@@ -162,29 +162,13 @@ def test_summary_uses_best_validation_and_median_of_last_20():
     assert s["median_test_error_last20"] == pytest.approx(0.3)
 
 
-def metrics_without_time(out):
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in m.items() if k != "time"} for m in lines]
-
-
 @pytest.mark.parametrize("method", ["manifold", "supervised"])
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, method):
     argv = [*TINY, "--method", method, "--pseudolabels", "ema", "--eval-ema"]
     assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
 
-    class StopAfter(T.StopSignal):  # a SIGINT that arrives during update 27 (mid-epoch)
-        polls = 0
-
-        @property
-        def signum(self):
-            StopAfter.polls += 1
-            return signal.SIGINT if StopAfter.polls >= 27 else None
-
-        @signum.setter
-        def signum(self, value):
-            pass
-
-    monkeypatch.setattr(T, "StopSignal", StopAfter)
+    stop = signal_after(T.StopSignal, 27, signal.SIGINT)  # a SIGINT that arrives during update 27 (mid-epoch)
+    monkeypatch.setattr(T, "StopSignal", stop)
     assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGINT
     monkeypatch.undo()
     assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
