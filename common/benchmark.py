@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -100,6 +101,15 @@ def add_timing_args(parser: ArgumentParser, paths: Sequence[str], default_paths:
     parser.add_argument("--warmup", type=int, default=3, help=f"untimed {unit} first, compile included (default: 3)")
     parser.add_argument("--repeat", type=int, default=20, help=f"timed {unit} (default: 20)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+
+
+def check_timing_args(args: Any, paths: Sequence[str]) -> list[str]:
+    """Validate the shared arguments; return the chosen paths (an unknown one is a UsageError)."""
+    if args.warmup < 0 or args.repeat < 1:
+        raise UsageError("--warmup must be >= 0 and --repeat >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be >= 1")
+    return parse_paths(args.paths, paths)
 
 
 def parse_paths(text: str, paths: Sequence[str]) -> list[str]:

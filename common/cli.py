@@ -8,6 +8,7 @@ function wrapped by :func:`run_main`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,25 @@ from common.run import Run, prepare_run_dir
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error: ``prog: error: what is wrong (see --help)``."""
+    """argparse with a one-line error: ``prog: error: what is wrong (see --help)``; an unknown option
+    is named together with the closest valid ones."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --lr must never silently mean --lr-decay
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            unknown = next((a for a in extra if a.startswith("-")), extra[0])
+            if not unknown.startswith("-"):
+                self.error(f"unexpected argument {unknown!r}")
+            name = unknown.split("=")[0]
+            options = sorted(o for a in self._actions for o in a.option_strings if o.startswith("--"))
+            close = difflib.get_close_matches(name, options, n=3, cutoff=0.75)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            self.error(f"unknown option {name} ({hint}valid: {', '.join(options)})")
+        return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -51,7 +70,8 @@ def start_run(
 ) -> tuple[C, Run, bool]:
     """Resolve the config (saved run <- YAML <- flags) and open the run directory.
 
-    Returns (config, run, resuming). Nothing in ``--out`` is touched before the config is valid.
+    Returns (config, run, resuming). Nothing in ``--out`` is touched here: the trainer calls
+    ``run.begin()`` once its setup has worked.
     Under torchrun every rank checks ``--out`` before rank 0, the only writer, creates anything in
     it: ``barrier`` (all ranks meet) sits in between.
     """

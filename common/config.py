@@ -154,8 +154,8 @@ def from_dict(cls: type[C], values: dict[str, Any], source: str) -> C:
         kwargs[name] = coerce(value, fields[name][1], label)
     try:
         return cls(**kwargs)
-    except UsageError as e:
-        raise UsageError(f"{source}: {e}") from None
+    except UsageError as e:  # a range check in __post_init__; name the flag or file unless it already does
+        raise UsageError(str(e) if str(e).startswith(source) else f"{source}: {e}") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

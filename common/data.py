@@ -130,7 +130,7 @@ def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
         raise UsageError(
             f"CIFAR-10 not found in {data_dir}: put the python batches in {data_dir}/cifar-10-batches-py/ "
             f"(unpack {CIFAR10_URL}) or an image folder {data_dir}/train/<class>/*.png and {data_dir}/test/<class>/*, "
-            "or pass --download on a machine with internet"
+            "or run ssl.train / gan.train once with --download on a machine with internet"
         )
     files = [batches / f"data_batch_{i}" for i in range(1, 6)] if split == "train" else [batches / "test_batch"]
     images, labels = [], []
@@ -235,7 +235,7 @@ def _load_svhn(data_dir: Path, split: str, extra: bool, download: bool) -> Image
         if not path.is_file():
             raise UsageError(
                 f"SVHN file {path} not found: put {name} in {data_dir} (from {SVHN_URL}{name}) "
-                "or pass --download on a machine with internet"
+                "or run ssl.train / gan.train once with --download on a machine with internet"
             )
         try:
             mat = loadmat(path)

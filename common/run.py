@@ -66,14 +66,18 @@ def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> dict[s
 
 
 class Run:
-    """The run directory of one training run (rank 0 writes; other ranks only read)."""
+    """The run directory of one training run (rank 0 writes; other ranks only read).
+
+    A new run touches the disk only at ``begin()``, which the trainers call once data, model and
+    mixing points are set up: a run that fails to start leaves ``--out`` as it was (an old run that
+    ``--overwrite`` would replace included).
+    """
 
     def __init__(self, out: str | Path, config: dict[str, Any], *, resume: bool, overwrite: bool, writer: bool = True):
         self.out = Path(out)
         self.writer = writer
-        if not writer:
-            return
-        if resume:
+        self.config, self.resume, self.overwrite = config, resume, overwrite
+        if writer and resume:
             saved = yaml.safe_load((self.out / CONFIG).read_text())
             changed = diff(saved, config)
             if changed:
@@ -81,11 +85,17 @@ class Run:
                     f"--resume: the config differs from the saved run ({'; '.join(changed)}); "
                     "start a new run with another --out instead"
                 )
-            return
-        if overwrite and (self.out / CONFIG).is_file():
+
+    def begin(self) -> Run:
+        """Create the directory of a new run (replacing an old one under ``--overwrite``) and write
+        its config.yaml. Nothing to do when resuming or on ranks other than 0."""
+        if not self.writer or self.resume:
+            return self
+        if self.overwrite and (self.out / CONFIG).is_file():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.out / CONFIG, yaml.safe_dump(config, sort_keys=False))
+        _write_atomic(self.out / CONFIG, yaml.safe_dump(self.config, sort_keys=False))
+        return self
 
     @property
     def checkpoint_path(self) -> Path:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from common.benchmark import Timing, add_timing_args, machine, markdown_table, parse_paths, time_steps
+from common.benchmark import Timing, add_timing_args, check_timing_args, machine, markdown_table, time_steps
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.run import resolve_device
@@ -71,17 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--g-channels", type=int, default=256, help="generator channels (default: 256, SNGAN)")
     parser.add_argument("--d-channels", type=int, default=128, help="discriminator channels (default: 128, SNGAN)")
     args = parser.parse_args(argv)
-    paths = parse_paths(args.paths, list(PATHS))
+    paths = check_timing_args(args, list(PATHS))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    base = {
+    base = {  # checked once here, before anything is timed
         "n_dis": str(args.n_dis),
         "batch_size": str(args.batch_size),
         "g_batch_size": str(2 * args.batch_size),
         "g_channels": str(args.g_channels),
         "d_channels": str(args.d_channels),
     }
+    resolve_config(GANConfig, CONFIGS / "sngan-cifar10.yaml", base)
 
     print(
         f"# gan.bench: SNGAN 32x32, n_dis {args.n_dis}, batch {args.batch_size} (G {2 * args.batch_size}), "

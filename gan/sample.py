@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator even if an EMA exists")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     args = parser.parse_args(argv)
-    if args.num <= 0:
-        raise UsageError("--num must be positive")
+    if args.num <= 0 or args.batch_size <= 0:
+        raise UsageError("--num and --batch-size must be positive")
     out = Path(args.out)
     if out.exists():
         raise UsageError(f"{out} already exists; choose another --out or delete it first")

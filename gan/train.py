@@ -48,6 +48,7 @@ class GANConfig:
     # data
     dataset: Literal["cifar10", "digits", "ring"] = opt("cifar10", "training data")
     data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data)")
+    download: bool = opt(False, "download CIFAR-10 with torchvision when its files are absent")
     ring_sigma: float = opt(0.02, "standard deviation of each ring mode")
     # networks (SNGAN ResNet for images, MLPs for the ring)
     z_dim: int = opt(128, "noise dimension")
@@ -105,6 +106,13 @@ class GANConfig:
         check(min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "intervals must be positive")
         check(self.score_every >= 0, "--score-every must be >= 0 (0 = only at the end)")
         check(self.score_samples == 0 or self.score_samples >= 10, "--score-samples: 0 (off) or >= 10 (10 IS splits)")
+        check(
+            min(self.z_dim, self.g_channels, self.g_blocks, self.g_bottom, self.d_channels, self.d_down) >= 1,
+            "--z-dim, --g-channels, --g-blocks, --g-bottom, --d-channels and --d-down must be >= 1",
+        )
+        check(self.d_plain >= 0, f"--d-plain must be >= 0, got {self.d_plain}")
+        check(self.mlp_hidden >= 1 and self.mlp_layers >= 1, "--mlp-hidden and --mlp-layers must be >= 1")
+        check(self.ring_sigma > 0, f"--ring-sigma must be positive, got {self.ring_sigma}")
 
 
 def get_args_parser():
@@ -124,7 +132,7 @@ class RealBatches:
         if cfg.dataset == "ring":
             self.shape: tuple[int, ...] = (2,)
             return
-        train = load_dataset(cfg.dataset, cfg.data_dir, "train")
+        train = load_dataset(cfg.dataset, cfg.data_dir, "train", download=cfg.download)
         self.images = train.images.to(device)
         self.shape = tuple(train.images.shape[1:])
         self.stream = BatchStream(torch.arange(len(train)), cfg.batch_size, cfg.seed, stream=2, device=device)
@@ -198,7 +206,7 @@ def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig
     mixes, targets = (
         make_mixes(h[:b], h[b:], cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha) if points else (h[:0], [])
     )
-    d = D(torch.cat([h, mixes]), k)  # logits of real, fake and mixes
+    d = D(torch.cat([h, mixes]), k).float()  # logits of real, fake and mixes (float32 under autocast too)
     d_real, d_fake, d_mixes = d[:b], d[b : 2 * b], d[2 * b :]
     loss = d_loss(d_real, d_fake, cfg.loss)
     parts = {"d_loss": loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
@@ -344,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
         f"parameters | loss {cfg.loss} | mixing points: {mixing} | {speed.describe()}"
     )
+
+    run.begin()  # setup worked: only now is --out created (or an old run there replaced)
 
     step, meter = 0, {}
     if resuming:

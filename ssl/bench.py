@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from common.augment import ZCA, Preprocess
-from common.benchmark import Timing, add_timing_args, machine, markdown_table, parse_paths, time_steps
+from common.benchmark import Timing, add_timing_args, check_timing_args, machine, markdown_table, time_steps
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.data import DATASETS
@@ -113,11 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=28, help="WRN depth (default: 28)")
     parser.add_argument("--width", type=int, default=2, help="WRN width (default: 2)")
     args = parser.parse_args(argv)
-    paths = parse_paths(args.paths, list(PATHS))
+    paths = check_timing_args(args, list(PATHS))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cfg = resolve_config(SSLConfig, None, {"depth": str(args.depth), "width": str(args.width)})
+    sizes = {"depth": str(args.depth), "width": str(args.width), "batch_size": str(args.batch_size)}
+    cfg = resolve_config(SSLConfig, None, sizes)
 
     print(
         f"# ssl.bench: WRN-{args.depth}-{args.width}, batch {args.batch_size} (+{args.batch_size} unlabelled), "

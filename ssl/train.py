@@ -43,6 +43,7 @@ from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.wrn import WideResNet
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
+SPLIT = "split.npz"  # the labelled/validation split, saved in the run directory
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,14 @@ class SSLConfig:
             "--eval-every, --log-every, --checkpoint-every and --eval-batch-size must be positive",
         )
         check(self.translate >= 0, "--translate must be >= 0")
+        check(
+            self.depth >= 10 and (self.depth - 4) % 6 == 0,
+            f"--depth: a WRN is 6n+4 layers deep with n >= 1 (10, 16, 22, 28, ...), got {self.depth}",
+        )
+        check(self.width >= 1, f"--width must be >= 1, got {self.width}")
+        check(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
+        check(0 < self.bn_momentum <= 1, f"--bn-momentum must be in (0, 1], got {self.bn_momentum}")
+        check(self.leaky_slope >= 0, f"--leaky-slope must be >= 0, got {self.leaky_slope}")
 
 
 def get_args_parser():
@@ -147,9 +156,8 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
     info = DATASETS[cfg.dataset]
     train = load_dataset(cfg.dataset, cfg.data_dir, "train", extra=cfg.svhn_extra, download=cfg.download)
     test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
-    split_file = run.out / "split.npz"
     if resuming:
-        split = Split.load(split_file, num_train=len(train.labels), dataset=cfg.dataset)
+        split = Split.load(run.out / SPLIT, num_train=len(train.labels), dataset=cfg.dataset)
     elif cfg.split is not None:
         split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
         check(
@@ -159,8 +167,6 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
     else:
         num_val = info.num_val if cfg.val_size is None else cfg.val_size
         split = make_split(train.labels.numpy(), cfg.labels, num_val, cfg.seed, info.num_classes)
-    if run.writer and not resuming:
-        split.save(split_file, dataset=cfg.dataset, num_labels=cfg.labels, seed=cfg.seed, num_train=len(train.labels))
 
     images = train.images.to(device)
     zca = None
@@ -355,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"model: WRN-{cfg.depth}-{cfg.width}, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters; "
         f"method {cfg.method}, mixing points {[net.mix_points[k] for k in points]}; {speed.describe()}"
     )
+
+    run.begin()  # setup worked: only now is --out created (or an old run there replaced)
+    if run.writer and not resuming:
+        data.split.save(
+            run.out / SPLIT, dataset=cfg.dataset, num_labels=cfg.labels, seed=cfg.seed, num_train=len(data.train_labels)
+        )
 
     ipe = data.batches.iterations_per_epoch
     total = cfg.epochs * ipe

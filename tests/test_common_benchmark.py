@@ -1,6 +1,11 @@
+import argparse
+import re
+
+import pytest
 import torch
 
-from common.benchmark import Timing, markdown_table, time_steps
+from common.benchmark import Timing, check_timing_args, markdown_table, time_steps
+from common.config import UsageError
 
 
 def test_cases_are_warmed_up_then_timed_in_turns():
@@ -23,3 +28,19 @@ def test_median_and_throughput():
 def test_table_reports_ratios_to_the_first_row():
     table = markdown_table([Timing("plain", 10.0, 100, None), Timing("mixup", 10.5, 100, 12.0, flops=2e9)])
     assert "| mixup | 10.5 | 9524 | 1.050× | 12 | 0.19 |" in table
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"repeat": 0}, "--repeat >= 1"),
+        ({"warmup": -1}, "--warmup must be >= 0"),
+        ({"threads": 0}, "--threads must be >= 1"),
+        ({"paths": "plain,turbo"}, "unknown path 'turbo'"),
+    ],
+)
+def test_bad_timing_arguments_are_usage_errors(changes, message):
+    good = {"warmup": 1, "repeat": 3, "threads": None, "paths": "plain,amp"}
+    assert check_timing_args(argparse.Namespace(**good), ["plain", "amp"]) == ["plain", "amp"]
+    with pytest.raises(UsageError, match=re.escape(message)):
+        check_timing_args(argparse.Namespace(**{**good, **changes}), ["plain", "amp"])

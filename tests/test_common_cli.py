@@ -29,3 +29,22 @@ def test_return_codes_pass_through():
         run_main(lambda argv: 130, [])
     assert exit_info.value.code == 130
     run_main(lambda argv: 0, [])  # success returns normally
+
+
+def test_unknown_options_are_named_with_the_closest_valid_ones(capsys):
+    parser = ArgumentParser(prog="demo")
+    parser.add_argument("--mix-pairs")
+    parser.add_argument("--lr-decay")
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--mix-pair", "rf"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "unknown option --mix-pair (did you mean --mix-pairs? valid: --help, --lr-decay, --mix-pairs)" in err
+
+
+def test_abbreviated_options_are_refused(capsys):
+    parser = ArgumentParser(prog="demo")
+    parser.add_argument("--lr-decay")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--lr", "0.1"])  # must not silently set --lr-decay
+    assert "unknown option --lr" in capsys.readouterr().err

@@ -19,12 +19,12 @@ from common.run import (
 def test_new_directory_is_accepted_and_config_written(tmp_path):
     out = tmp_path / "run"
     assert prepare_run_dir(out, resume=False, overwrite=False) is None
-    Run(out, {"lr": 0.1}, resume=False, overwrite=False)
+    Run(out, {"lr": 0.1}, resume=False, overwrite=False).begin()
     assert (out / "config.yaml").read_text() == "lr: 0.1\n"
 
 
 def test_existing_run_is_refused_without_resume_or_overwrite(tmp_path):
-    Run(tmp_path, {"lr": 0.1}, resume=False, overwrite=False)
+    Run(tmp_path, {"lr": 0.1}, resume=False, overwrite=False).begin()
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(UsageError, match="already holds a run; pass --resume .* or --overwrite"):
         prepare_run_dir(tmp_path, resume=False, overwrite=False)
@@ -32,12 +32,21 @@ def test_existing_run_is_refused_without_resume_or_overwrite(tmp_path):
 
 
 def test_overwrite_replaces_the_run(tmp_path):
-    Run(tmp_path, {"lr": 0.1}, resume=False, overwrite=False)
+    Run(tmp_path, {"lr": 0.1}, resume=False, overwrite=False).begin()
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
     prepare_run_dir(tmp_path, resume=False, overwrite=True)
-    Run(tmp_path, {"lr": 0.2}, resume=False, overwrite=True)
+    Run(tmp_path, {"lr": 0.2}, resume=False, overwrite=True).begin()
     assert not (tmp_path / "metrics.jsonl").exists()
     assert (tmp_path / "config.yaml").read_text() == "lr: 0.2\n"
+
+
+def test_nothing_is_written_before_begin(tmp_path):
+    Run(tmp_path / "new", {"lr": 0.1}, resume=False, overwrite=False)
+    assert not (tmp_path / "new").exists()
+    Run(tmp_path / "old", {"lr": 0.1}, resume=False, overwrite=False).begin()
+    (tmp_path / "old" / "metrics.jsonl").write_text('{"step": 1}\n')
+    Run(tmp_path / "old", {"lr": 0.2}, resume=False, overwrite=True)  # a start that fails before begin()
+    assert (tmp_path / "old" / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 
 def test_non_run_directory_is_never_used_even_with_overwrite(tmp_path):
@@ -51,7 +60,7 @@ def test_non_run_directory_is_never_used_even_with_overwrite(tmp_path):
 def test_resume_needs_a_run_with_a_checkpoint(tmp_path):
     with pytest.raises(UsageError, match="holds no run"):
         prepare_run_dir(tmp_path, resume=True, overwrite=False)
-    Run(tmp_path, {"lr": 0.1}, resume=False, overwrite=False)
+    Run(tmp_path, {"lr": 0.1}, resume=False, overwrite=False).begin()
     with pytest.raises(UsageError, match="no checkpoint.pt yet"):
         prepare_run_dir(tmp_path, resume=True, overwrite=False)
     save_checkpoint(tmp_path / CHECKPOINT, {"step": 3})
@@ -61,7 +70,7 @@ def test_resume_needs_a_run_with_a_checkpoint(tmp_path):
 
 
 def test_resume_with_a_changed_config_is_refused_with_the_diff(tmp_path):
-    Run(tmp_path, {"lr": 0.1, "epochs": 3}, resume=False, overwrite=False)
+    Run(tmp_path, {"lr": 0.1, "epochs": 3}, resume=False, overwrite=False).begin()
     with pytest.raises(UsageError, match=r"lr: 0.1 -> 0.2"):
         Run(tmp_path, {"lr": 0.2, "epochs": 3}, resume=True, overwrite=False)
 
@@ -96,7 +105,7 @@ def test_rng_state_round_trip_replays_the_same_numbers():
 
 
 def test_metrics_log_and_truncation(tmp_path):
-    run = Run(tmp_path, {}, resume=False, overwrite=False)
+    run = Run(tmp_path, {}, resume=False, overwrite=False).begin()
     for step in (1, 2, 3, 4):
         run.log(step=step, loss=1.0 / step, bad=float("nan"))
     run.truncate_metrics(2)
@@ -110,7 +119,7 @@ def test_toy_training_interrupted_and_resumed_matches_uninterrupted(tmp_path):
     def train(out, steps, stop_at=None, resume=False):
         if not resume:
             torch.manual_seed(0)
-        run = Run(out, {"steps": steps}, resume=resume, overwrite=False)
+        run = Run(out, {"steps": steps}, resume=resume, overwrite=False).begin()
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         step = 0

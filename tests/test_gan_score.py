@@ -64,7 +64,7 @@ def stats_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("stats")
 
 
-def images(kind, n=24, seed=0):
+def images(kind, n=100, seed=0):
     g = torch.Generator().manual_seed(seed)
     if kind == "smooth":  # low-frequency colour fields
         x = nn.functional.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=32, mode="bilinear")
@@ -88,7 +88,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_of_different_sets_positive(incepti
     assert different["frechet_inception_distance"] > 0
     assert abs(same["frechet_inception_distance"]) < 1e-6 * different["frechet_inception_distance"]
     assert same["inception_score_mean"] > 1
-    assert same["protocol"]["samples"]["count"] == 24 and same["protocol"]["isc_splits"] == 3
+    assert same["protocol"]["samples"]["count"] == 100 and same["protocol"]["isc_splits"] == 3
     assert same["protocol"]["reference"]["statistics"] == "computed"
     assert different["protocol"]["reference"]["statistics"] == "cached"
     assert same["protocol"]["comparable_to_inception_scores"] is True
@@ -105,13 +105,15 @@ def gan_run(tmp_path_factory):
     return out
 
 
-def test_checkpoint_samples_through_inception(gan_run, extractor):
+def test_checkpoint_samples_through_inception(gan_run, extractor, stats_cache, inception_results):
     generated = S.load_samples(gan_run / "checkpoint.pt", num_samples=10, seed=3)
     assert generated.images.shape == (10, 1, 8, 8) and generated.images.dtype == torch.uint8
     again = S.load_samples(gan_run / "checkpoint.pt", num_samples=10, seed=3)
     assert torch.equal(generated.images, again.images)  # the seed fixes the noise
-    result = S.score(generated, extractor=extractor, fid=False, isc_splits=2)  # grayscale read as RGB
-    assert result["inception_score_mean"] >= 1  # (FID's 2048x2048 eigenproblem is a CPU minute: tested above)
+    reference = S.Samples.of(images("smooth"), "smooth")  # its statistics are cached by inception_results
+    result = S.score(generated, reference, extractor=extractor, cache=stats_cache, isc_splits=2)  # grey as RGB
+    assert result["inception_score_mean"] >= 1 and result["frechet_inception_distance"] > 0
+    assert result["protocol"]["reference"]["statistics"] == "cached"
     assert result["protocol"]["samples"] | {"seed": 3, "ema": True, "count": 10} == result["protocol"]["samples"]
 
 

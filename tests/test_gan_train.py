@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gan.train as T
-from common.config import resolve_config
+from common.config import UsageError, resolve_config
 
 from conftest import ROOT, metrics_without_time, run_module, signal_after
 
@@ -158,3 +158,10 @@ def test_bad_mix_names_are_one_line_errors(tmp_path):
 def test_generator_size_must_match_the_data(tmp_path):
     result = run_module("gan.train", *TINY_DIGITS, "--g-blocks", "3", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "adjust --g-bottom / --g-blocks" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--d-down", "--g-channels", "--mlp-layers"])
+def test_impossible_network_sizes_are_usage_errors(tmp_path, flag):
+    with pytest.raises(UsageError, match=f"{flag}.*must be >= 1"):
+        T.main([*RING, flag, "0", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 import signal
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import ssl.train as T
-from common.config import resolve_config
+from common.config import UsageError, resolve_config
 from common.mixup import sample_mix
 from ssl.wrn import WideResNet
 
@@ -162,9 +163,16 @@ def test_summary_uses_best_validation_and_median_of_last_20():
     assert s["median_test_error_last20"] == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("method", ["manifold", "supervised"])
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, method):
-    argv = [*TINY, "--method", method, "--pseudolabels", "ema", "--eval-ema"]
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--method", "manifold"],  # the defaults: pseudolabels from the current model
+        ["--method", "input", "--pseudolabels", "ema", "--eval-ema"],
+        ["--method", "supervised", "--eval-ema"],
+    ],
+)
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, options):
+    argv = [*TINY, *options]
     assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
 
     stop = signal_after(T.StopSignal, 27, signal.SIGINT)  # a SIGINT that arrives during update 27 (mid-epoch)
@@ -259,6 +267,7 @@ def test_missing_cifar10_is_a_clear_data_error(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "cifar-10" in result.stderr.lower()
+    assert not (tmp_path / "run").exists()  # a run that cannot start leaves nothing behind
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
@@ -268,3 +277,21 @@ def test_existing_run_is_not_overwritten(tmp_path):
     again = run_module("ssl.train", *TINY, "--epochs", "1", "--out", str(out))
     assert again.returncode == 2 and "already holds a run" in again.stderr
     assert (out / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(UsageError, match="--labels 15"):  # --overwrite, but the new run cannot start
+        T.main([*TINY, "--labels", "15", "--out", str(out), "--overwrite"])
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--depth", "27", "6n+4"),
+        ("--width", "0", "--width must be >= 1"),
+        ("--dropout", "1.5", "--dropout must be in [0, 1)"),
+        ("--bn-momentum", "0", "--bn-momentum must be in (0, 1]"),
+    ],
+)
+def test_impossible_network_sizes_are_usage_errors(tmp_path, flag, value, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        T.main([*TINY, flag, value, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
