@@ -79,7 +79,9 @@ def test_a_single_process_stops_at_once():
 def test_two_processes_train_the_same_gan_as_one_with_the_same_global_batch(tmp_path):
     """No BatchNorm in the ring's MLPs and real-fake mixes pair example i with example i, so the
     global batch split over two ranks is the same computation as one process."""
-    argv = [*RING, "--mix", "pixel", "--mix-pairs", "rf"]
+    # n_dis 1 pinned: with the ring config's n_dis 2 both runs agree to 1e-6 for the first 10 updates, then
+    # the GAN's dynamics amplify float rounding (all-reduce sums in another order) past any tolerance
+    argv = [*RING, "--mix", "pixel", "--mix-pairs", "rf", "--n-dis", "1"]
     one = run_module("gan.train", *argv, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     two = torchrun("gan.train", *argv, "--out", str(tmp_path / "two"))
