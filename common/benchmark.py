@@ -3,17 +3,16 @@ median of many, and a markdown table."""
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common.cli import ArgumentParser
 from common.config import UsageError
 
 
@@ -94,7 +93,7 @@ def machine(device: torch.device) -> str:
     return f"CPU ({cpu}, {torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
-def add_timing_args(parser: ArgumentParser, paths: Sequence[str], default_paths: str, unit: str) -> None:
+def add_timing_args(parser: argparse.ArgumentParser, paths: Sequence[str], default_paths: str, unit: str) -> None:
     """The arguments both bench commands share: device, paths, warm-up, repeats, threads."""
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--paths", default=default_paths, help=f"comma-separated: {', '.join(paths)}")
@@ -103,18 +102,13 @@ def add_timing_args(parser: ArgumentParser, paths: Sequence[str], default_paths:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
 
 
-def check_timing_args(args: Any, paths: Sequence[str]) -> list[str]:
-    """Validate the shared arguments; return the chosen paths (an unknown one is a UsageError)."""
+def check_timing_args(args: argparse.Namespace, paths: Sequence[str]) -> list[str]:
+    """Validate the shared arguments; return the chosen paths (``"plain,amp"`` -> ``["plain", "amp"]``)."""
     if args.warmup < 0 or args.repeat < 1:
         raise UsageError("--warmup must be >= 0 and --repeat >= 1")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be >= 1")
-    return parse_paths(args.paths, paths)
-
-
-def parse_paths(text: str, paths: Sequence[str]) -> list[str]:
-    """``"plain,amp"`` -> ``["plain", "amp"]``; an unknown name is a UsageError listing the valid ones."""
-    chosen = text.split(",")
+    chosen = args.paths.split(",")
     if unknown := [p for p in chosen if p not in paths]:
         raise UsageError(f"unknown path {unknown[0]!r} (valid: {', '.join(paths)})")
     return chosen

@@ -7,8 +7,7 @@
 
 A mix whose *real fraction* is t is trained towards t with t·real_part + (1−t)·fake_part: for
 ``ns`` this is exactly BCE with the soft target t (ICML eq. 5), for ``hinge`` the λ-weighted sum of
-the two hinge terms. The generator's loss never sees a mix. Losses are computed in float32 even
-when D runs under bf16 autocast (the logits are upcast first).
+the two hinge terms. The generator's loss never sees a mix.
 """
 
 from __future__ import annotations
@@ -27,12 +26,10 @@ PAIRS = ("rf", "fr", "ff")
 
 
 def real_part(d: Tensor, loss: Loss) -> Tensor:
-    d = d.float()
     return F.softplus(-d) if loss == "ns" else F.relu(1 - d)
 
 
 def fake_part(d: Tensor, loss: Loss) -> Tensor:
-    d = d.float()
     return F.softplus(d) if loss == "ns" else F.relu(1 + d)
 
 
@@ -48,7 +45,7 @@ def d_loss(d_real: Tensor, d_fake: Tensor, loss: Loss) -> Tensor:
 
 def g_loss(d_fake: Tensor, loss: Loss) -> Tensor:
     """The generator's loss: non-saturating −log D(G(z)) for ns, −D(G(z)) for hinge. No mixup term."""
-    return real_part(d_fake, loss).mean() if loss == "ns" else -d_fake.float().mean()
+    return F.softplus(-d_fake).mean() if loss == "ns" else -d_fake.mean()
 
 
 def mix_real_fraction(pair: str, lam: Tensor, labels: Literal["soft", "fake"]) -> tuple[Tensor, Tensor]:

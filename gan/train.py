@@ -219,7 +219,7 @@ def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig
 
 def g_step(G: nn.Module, D: StagedNet, z: Tensor, cfg: GANConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """Generator loss on a fresh fake batch: the ordinary GAN objective, no mixup."""
-    loss = g_loss(D(G(z)), cfg.loss)
+    loss = g_loss(D(G(z)).float(), cfg.loss)  # float32 logits under autocast too, as in d_step
     return loss, {"g_loss": loss.detach()}
 
 
