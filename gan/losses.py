@@ -71,26 +71,37 @@ def make_mixes(
     labels: Literal["soft", "fake"],
     lam_dist: Literal["uniform", "beta"],
     alpha: float,
+    per_example: bool = False,
 ) -> tuple[Tensor, list[Tensor]]:
     """Mixes of hidden states for each pair type (ICML eq. 4): (mixes (P·B, ...), labels, one per type).
 
     h_real, h_fake: (B, ...) outputs of D's stages before the mixing point for the real and fake
-    batches. One λ per pair type per step; fake-fake mixes pair each fake example with another fake
-    example of a random permutation. The labels are CPU scalars (no device synchronisation).
+    batches. λ is drawn once per pair type per step, or once per example with ``per_example`` (the
+    original code's choice); fake-fake mixes pair each fake example with another fake example of a
+    random permutation. Per-batch labels are CPU scalars (no device synchronisation); per-example
+    labels are (B,) float32 tensors on the states' device.
     """
+    b = len(h_fake)
     mixes, targets = [], []
     for pair in pairs:
-        lam, target = mix_real_fraction(pair, sample_lam(alpha, (), lam_dist), labels)
+        lam = sample_lam(alpha, (b,) if per_example else (), lam_dist)
+        lam, target = mix_real_fraction(pair, lam.to(h_fake.device) if per_example else lam, labels)
         if pair == "rf":
             mixes.append(mix(h_real, h_fake, lam))
         elif pair == "fr":
             mixes.append(mix(h_fake, h_real, lam))
         else:
-            mixes.append(mix(h_fake, h_fake[torch.randperm(len(h_fake), device=h_fake.device)], lam))
-        targets.append(target)
+            mixes.append(mix(h_fake, h_fake[torch.randperm(b, device=h_fake.device)], lam))
+        targets.append(target.float() if per_example else target)  # float32 labels keep the loss float32
     return torch.cat(mixes), targets
 
 
 def mixup_loss(d_mixes: Tensor, targets: Sequence[Tensor], loss: Loss) -> Tensor:
-    """Σ over pair types of the soft-label loss of D's logits (P·B,) on the mixes (ICML eq. 7)."""
-    return sum(soft_label_loss(d, t, loss) for d, t in zip(d_mixes.chunk(len(targets)), targets))
+    """The mixup term of D (ICML eq. 6-7): ONE expectation over all P·B mixes of the soft-label loss.
+
+    d_mixes: (P·B,) logits, P equal chunks in the order of ``targets``. Every pair type gets weight
+    1/P, so adding fake-fake mixes to real-fake ones does not double the term (the original code
+    took one BCE mean over all mixes).
+    """
+    chunks = d_mixes.chunk(len(targets))
+    return torch.stack([soft_label_loss(d, t, loss) for d, t in zip(chunks, targets)]).mean()

@@ -26,6 +26,22 @@ def maybe_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:
     return spectral_norm(module) if enabled else module
 
 
+RESIDUAL_GAIN = 2**0.5
+
+
+def init_sngan(net: nn.Module) -> None:
+    """The SNGAN reference initialisation: Xavier-uniform weights, zero biases, with gain √2 for the
+    3x3 convolutions on a residual branch (they follow a ReLU) and gain 1 for shortcuts, linear
+    layers and the generator's output convolution. Spectral-normalised layers initialise the
+    unnormalised weight."""
+    residual = {id(m) for block in net.modules() if hasattr(block, "residual") for m in block.residual.modules()}
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.xavier_uniform_(weight, gain=RESIDUAL_GAIN if id(m) in residual else 1.0)
+            nn.init.zeros_(m.bias)
+
+
 class GBlock(nn.Module):
     """BN-ReLU-up-conv3x3-BN-ReLU-conv3x3 plus an upsampled 1x1 shortcut. (B, c_in, H, W) -> (B, c_out, 2H, 2W)."""
 
@@ -57,10 +73,7 @@ class Generator(nn.Module):
         self.out = nn.Sequential(
             nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, out_channels, 3, 1, 1), nn.Tanh()
         )
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_sngan(self)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.linear(z).view(len(z), self.channels, self.bottom, self.bottom)
@@ -130,8 +143,4 @@ class Discriminator(StagedNet):
         blocks += [DBlock(channels, channels, down=True, sn=sn) for _ in range(down - 1)]
         blocks += [DBlock(channels, channels, down=False, sn=sn) for _ in range(plain)]
         super().__init__([*blocks, SumPoolHead(channels, sn)])
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-                nn.init.xavier_uniform_(weight)
-                nn.init.zeros_(m.bias)
+        init_sngan(self)

@@ -68,6 +68,7 @@ class GANConfig:
     mix_labels: Literal["soft", "fake"] = opt("soft", "soft: the real fraction (ICML eq. 5); fake: all fake")
     mix_lam: Literal["uniform", "beta"] = opt("uniform", "λ ~ Uniform(0, α) (ICML) or Beta(α, α) (preprint)")
     mix_alpha: float = opt(0.5, "α of the λ distribution")
+    mix_per_example: bool = opt(False, "one λ per mixed example (original code) instead of one per pair type")
     mix_weight: float = opt(1.0, "weight of the mixup term in D's loss")
     # optimisation (SNGAN: Adam 2e-4, β (0, 0.9), n_dis 5, linear decay)
     steps: int = opt(100_000, "generator updates")
@@ -204,7 +205,9 @@ def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig
     k = points[int(torch.randint(len(points), ()))] if points else 0
     h = D(torch.cat([x_real, x_fake]), 0, k)  # (2B, ...) states at point k
     mixes, targets = (
-        make_mixes(h[:b], h[b:], cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha) if points else (h[:0], [])
+        make_mixes(h[:b], h[b:], cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.mix_per_example)
+        if points
+        else (h[:0], [])
     )
     d = D(torch.cat([h, mixes]), k).float()  # logits of real, fake and mixes (float32 under autocast too)
     d_real, d_fake, d_mixes = d[:b], d[b : 2 * b], d[2 * b :]

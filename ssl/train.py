@@ -71,7 +71,9 @@ class SSLConfig:
     alpha_sup: float = opt(0.1, "α of λ ~ Beta(α, α) for the labelled batch")
     alpha_unsup: float = opt(2.0, "α of λ ~ Beta(α, α) for the unlabelled batch")
     per_example_lam: bool = opt(False, "one λ per example instead of one per batch")
-    consistency: Literal["prob", "logit"] = opt("prob", "MSE between softmax outputs (paper) or logits (orig. code)")
+    consistency: Literal["logit", "prob"] = opt(
+        "logit", "MSE between logits (the code behind the paper's numbers) or softmax outputs (README: Recipes)"
+    )
     pseudolabels: Literal["model", "ema"] = opt("model", "pseudolabels from the current model (paper) or an EMA")
     w_max: float = opt(1.0, "maximum consistency weight (CIFAR-10: 1.0, SVHN: 2.0)")
     rampup: float = opt(0.4, "fraction of all updates over which the weight ramps up to w_max")
@@ -89,7 +91,9 @@ class SSLConfig:
     nesterov: bool = opt(True, "Nesterov momentum (as the original code)")
     weight_decay: float = opt(5e-4, "L2 coefficient (SGD weight decay, all parameters)")
     l1: float = opt(1e-3, "L1 coefficient")
-    l1_scope: Literal["all", "first"] = opt("all", "L1 on every parameter, or on the first tensor only (orig. code)")
+    l1_scope: Literal["first", "all"] = opt(
+        "first", "L1 on the first tensor only (the code behind the paper's numbers) or on every parameter"
+    )
     # evaluation and bookkeeping
     eval_every: int = opt(1, "evaluate every N epochs")
     eval_batch_size: int = opt(500, "batch size for evaluation")

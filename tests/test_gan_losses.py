@@ -72,5 +72,40 @@ def test_mixes_and_their_loss_match_the_formula():
     expected = F.binary_cross_entropy_with_logits(d1, torch.full_like(d1, lam1)) + F.binary_cross_entropy_with_logits(
         d2, torch.full_like(d2, 1 - lam2)
     )
-    torch.testing.assert_close(term, expected)
+    torch.testing.assert_close(term, expected / 2)  # one mean over all 16 mixes, not a sum over pair types
     assert mixes.shape == (16, 6)
+
+
+@pytest.mark.parametrize("labels", ["soft", "fake"])
+@pytest.mark.parametrize("loss", ["ns", "hinge"])
+def test_mixup_term_is_one_expectation_over_every_mix(labels, loss):
+    """ICML eq. 6: rf, fr and ff mixes with per-example λ, against a hand computation example by example."""
+    D = linear_d()
+    h_real, h_fake = torch.randn(5, 6), torch.randn(5, 6)
+    torch.manual_seed(7)
+    mixes, targets = make_mixes(h_real, h_fake, ["rf", "fr", "ff"], labels, "uniform", 0.9, per_example=True)
+    term = mixup_loss(D(mixes, 1), targets, loss)
+
+    torch.manual_seed(7)  # replay the draws: λ for rf, λ for fr, then λ and the permutation for ff
+    lam_rf, lam_fr = torch.rand(5, dtype=torch.float64) * 0.9, torch.rand(5, dtype=torch.float64) * 0.9
+    lam_ff = torch.rand(5, dtype=torch.float64) * 0.9
+    perm = torch.randperm(5)
+    per_example = []
+    for i in range(5):
+        for pair, lam in (("rf", float(lam_rf[i])), ("fr", float(lam_fr[i])), ("ff", float(lam_ff[i]))):
+            if labels == "fake":
+                lam = min(lam, 1 - lam) if pair != "fr" else 1 - min(lam, 1 - lam)
+                real = 0.0
+            else:
+                real = {"rf": lam, "fr": 1 - lam, "ff": 0.0}[pair]
+            a, b = {"rf": (h_real[i], h_fake[i]), "fr": (h_fake[i], h_real[i]), "ff": (h_fake[i], h_fake[perm[i]])}[
+                pair
+            ]
+            d = D((lam * a + (1 - lam) * b)[None], 1)[0]
+            if loss == "ns":
+                ell = real * F.softplus(-d) + (1 - real) * F.softplus(d)
+            else:
+                ell = real * F.relu(1 - d) + (1 - real) * F.relu(1 + d)
+            per_example.append(ell)
+    torch.testing.assert_close(term, torch.stack(per_example).mean())
+    assert targets[0].shape == (5,)

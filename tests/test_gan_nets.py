@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from gan.nets import Discriminator, Generator
@@ -39,3 +41,21 @@ def test_spectral_norm_keeps_every_layer_near_one():
     for m in layers:
         sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
         assert abs(float(sigma) - 1) < 0.05
+
+
+def test_sngan_initialisation_gain_root2_on_residual_convolutions_only():
+    """Miyato et al.'s reference: Xavier-uniform with gain √2 on residual 3x3 convs, gain 1 elsewhere."""
+    torch.manual_seed(0)
+    for net in (Generator(z_dim=16, channels=32, blocks=2), Discriminator(channels=32)):
+        residual = {id(m) for b in net.modules() if hasattr(b, "residual") for m in b.residual.modules()}
+        seen = set()
+        for m in net.modules():
+            if not isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                continue
+            w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            fan_in, fan_out = w[0].numel(), w.shape[0] * w[0, 0].numel()
+            gain = math.sqrt(2) if id(m) in residual else 1.0
+            bound = gain * math.sqrt(6 / (fan_in + fan_out))
+            assert w.abs().max() <= bound + 1e-6 and w.abs().max() > 0.9 * bound, (type(net).__name__, w.shape)
+            seen.add(gain)
+        assert seen == {1.0, math.sqrt(2)}

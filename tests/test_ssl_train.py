@@ -1,3 +1,4 @@
+import functools
 import json
 import math
 import re
@@ -295,3 +296,39 @@ def test_impossible_network_sizes_are_usage_errors(tmp_path, flag, value, messag
     with pytest.raises(UsageError, match=re.escape(message)):
         T.main([*TINY, flag, value, "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+@functools.cache
+def consistency_gradient_ratio(consistency: str, seeds=(0, 1, 2, 3)) -> float:
+    """Mean over seeds of |∇θ L_cons| / |∇θ L_sup| (weight 1) at initialisation on random 32x32 batches."""
+    c = resolve_config(T.SSLConfig, None, {"dataset": "cifar10", "consistency": consistency})
+    ratios = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = WideResNet(10, depth=10, width=1, in_channels=3, bn_momentum=0.1)
+        x_l, y_l, x_u = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)), torch.randn(32, 3, 32, 32)
+        grads = []
+        for w in (0.0, 1.0):  # the same draws twice: supervised alone, then with the consistency term
+            torch.manual_seed(seed)
+            model.zero_grad()
+            T.train_step(model, model, x_l, y_l, x_u, w, c, (0, 1, 2), 10)[0].backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        ratios.append(float((grads[1] - grads[0]).norm() / grads[0].norm()))
+    return sum(ratios) / len(ratios)
+
+
+def test_softmax_consistency_at_the_same_weight_is_30x_weaker():
+    """Why the default changed: at w = 1 softmax-MSE moves the weights ~30-50x less than logit-MSE."""
+    assert consistency_gradient_ratio("prob") < 0.01 < 0.02 < consistency_gradient_ratio("logit")
+    assert consistency_gradient_ratio("logit") > 10 * consistency_gradient_ratio("prob")
+
+
+@pytest.mark.parametrize("config", ["cifar10-4k", "cifar10-4k-laptop", "svhn-1k", "digits"])
+def test_shipped_consistency_term_is_not_negligible(config):
+    """w_max·|∇θ L_cons| must be a visible fraction of |∇θ L_sup| for every shipped recipe (README: Recipes)."""
+    c = resolve_config(T.SSLConfig, str(ROOT / "configs" / "ssl" / f"{config}.yaml"), {})
+    assert c.w_max * consistency_gradient_ratio(c.consistency) > 0.02
+
+
+def test_default_l1_reaches_the_first_tensor_only():
+    assert T.SSLConfig().l1_scope == "first" and T.SSLConfig().consistency == "logit"
