@@ -1,0 +1,60 @@
+import json
+import statistics
+
+import pytest
+
+from common.config import UsageError
+from common.report import markdown, run_numbers, summarize_grid
+
+from conftest import run_module
+
+
+def fake_run(path, val, test, nll=None, wall=None):
+    """A run directory whose evaluations have the given validation and test accuracies."""
+    path.mkdir(parents=True)
+    lines = [{"step": 10, "loss": 1.0}]
+    lines += [
+        {"step": 10 * (i + 1), "val_acc": v, "test_acc": t, "test_nll": (nll or [0.5] * len(val))[i]}
+        for i, (v, t) in enumerate(zip(val, test))
+    ]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines) + '{"step": 99, "val_')
+    if wall is not None:
+        (path / "wall_s").write_text(str(wall))
+    return path
+
+
+def test_one_run_uses_best_validation_median_of_last_and_final(tmp_path):
+    run = fake_run(tmp_path / "m-s0", [0.5, 0.9, 0.9, 0.7], [0.4, 0.8, 0.6, 0.7], nll=[3, 2, 1, 4], wall=120)
+    n = run_numbers(run, last=3)
+    assert n["test_error_at_best_val"] == pytest.approx(0.2)  # first of the equal maxima
+    assert n["test_nll_at_best_val"] == 2
+    assert n["median_test_error_last"] == pytest.approx(0.3)  # median of 0.2, 0.4, 0.3
+    assert n["final_test_error"] == pytest.approx(0.3) and n["wall_min"] == 2 and n["evaluations"] == 4
+
+
+def test_grid_groups_seeds_and_reports_mean_and_sample_std(tmp_path):
+    tests = [0.70, 0.74, 0.78]
+    runs = [fake_run(tmp_path / f"manifold-s{s}", [0.5, 0.6], [0.5, t]) for s, t in enumerate(tests)]
+    runs.append(fake_run(tmp_path / "supervised-s0", [0.5], [0.5]))
+    table = summarize_grid(runs)
+    assert list(table) == ["manifold", "supervised"] and table["manifold"]["runs"] == 3
+    mean, std = table["manifold"]["test_error_at_best_val"]
+    assert mean == pytest.approx(1 - statistics.fmean(tests)) and std == pytest.approx(statistics.stdev(tests))
+    text = markdown(table)
+    assert "| `manifold` | 3 | 26.0 ± 4.0 |" in text and "| `supervised` | 1 | 50.0 ± 0.0 |" in text
+
+
+def test_a_run_without_evaluations_is_a_usage_error(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    with pytest.raises(UsageError, match="no evaluation"):
+        run_numbers(tmp_path / "x")
+
+
+def test_cli_prints_the_table_and_refuses_a_non_run_in_one_line(tmp_path):
+    fake_run(tmp_path / "input-s0", [0.5], [0.6])
+    out = run_module("common.report", str(tmp_path / "input-s0"), "--json", str(tmp_path / "t.json"))
+    assert out.returncode == 0 and "| `input` | 1 | 40.0 ± 0.0 |" in out.stdout
+    assert json.loads((tmp_path / "t.json").read_text())["input"]["runs"] == 1
+    bad = run_module("common.report", str(tmp_path))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
