@@ -3,7 +3,8 @@
 Every loader returns an :class:`ImageSet` held in memory as uint8 (N, C, H, W) with int64 labels:
 
 - ``cifar10``: the official python batches (``cifar-10-batches-py/data_batch_{1..5}``,
-  ``test_batch``) or an image folder ``train/<class>/*``, ``test/<class>/*`` (PNG or JPEG);
+  ``test_batch``) or an image folder ``train/<class>/*``, ``test/<class>/*`` (PNG or JPEG; the same
+  class folders in both; reading rules in :func:`load_image_folder` and :func:`read_images`);
 - ``svhn``: ``train_32x32.mat`` / ``test_32x32.mat`` (``extra_32x32.mat`` on request);
 - ``digits``: scikit-learn's bundled 8x8 digits, with a fixed train/test split.
 
