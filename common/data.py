@@ -3,7 +3,8 @@
 Every loader returns an :class:`ImageSet` held in memory as uint8 (N, C, H, W) with int64 labels:
 
 - ``cifar10``: the official python batches (``cifar-10-batches-py/data_batch_{1..5}``,
-  ``test_batch``) or an image folder ``train/<class>/*``, ``test/<class>/*`` (PNG or JPEG);
+  ``test_batch``) or an image folder ``train/<class>/*``, ``test/<class>/*`` (PNG or JPEG; the same
+  class folders in both; reading rules in :func:`load_image_folder` and :func:`read_images`);
 - ``svhn``: ``train_32x32.mat`` / ``test_32x32.mat`` (``extra_32x32.mat`` on request);
 - ``digits``: scikit-learn's bundled 8x8 digits, with a fixed train/test split.
 
@@ -14,7 +15,9 @@ non-validation training image, the labelled ones included (as in Oliver et al. a
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,7 +123,7 @@ class _ArraysOnly(pickle.Unpickler):
 def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
     batches = _cifar_batches_dir(data_dir)
     if batches is None and (data_dir / split).is_dir():
-        return load_image_folder(data_dir / split)
+        return _load_cifar10_folder(data_dir, split)
     if batches is None and download:
         import torchvision
 
@@ -141,78 +144,204 @@ def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
             with open(f, "rb") as fh:
                 entry = _ArraysOnly(fh, encoding="bytes").load()
             images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(entry[b"labels"], dtype=np.int64))
+            labels.append(np.asarray(entry[b"labels"], dtype=np.int64).reshape(-1))
         except Exception as e:  # truncated download, wrong file
             raise UsageError(f"CIFAR-10 file {f} cannot be read ({type(e).__name__}); download it again") from None
+        _check_labels(f, len(images[-1]), labels[-1], 0, 9, "CIFAR-10")
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)), CIFAR10_CLASSES)
+
+
+def _check_labels(path: Path, num_images: int, labels: np.ndarray, low: int, high: int, name: str) -> None:
+    if len(labels) != num_images:
+        raise UsageError(f"{name} file {path} has {num_images} images but {len(labels)} labels; download it again")
+    if len(labels) and (labels.min() < low or labels.max() > high):
+        raise UsageError(f"{name} file {path} has labels outside {low}..{high}; download it again")
+
+
+def _load_cifar10_folder(data_dir: Path, split: str) -> ImageSet:
+    """``data_dir/split`` as an image folder of CIFAR-10's 10 classes and 32x32 RGB images, after checking
+    that ``train/`` and ``test/`` have the same class folders (the labels are their sorted positions)."""
+    info = DATASETS["cifar10"]
+    if (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
+        train, test = set(class_names(data_dir / "train")), set(class_names(data_dir / "test"))
+        if train != test:
+            pairs = (("train", train - test), ("test", test - train))
+            only = "; ".join(f"only in {n}/: {', '.join(sorted(c)[:5])}" for n, c in pairs if c)
+            raise UsageError(
+                f"the class folders of {data_dir}/train and {data_dir}/test differ ({only}); "
+                "rename them to match: labels are the sorted folder names"
+            )
+    return load_image_folder(data_dir / split, channels=info.channels, size=info.size, num_classes=info.num_classes)
 
 
 # ---------------------------------------------------------------------------------------------
 # Image folders
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def _read(path: Path) -> torch.Tensor:
-    return torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+    try:
+        return torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+    except OSError as e:
+        raise UsageError(f"{path} cannot be read ({e.strerror or type(e).__name__}); replace or remove it") from None
 
 
-def _decode_pil(path: Path) -> torch.Tensor:
+def _decode_error(path: Path, e: Exception) -> UsageError:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    reason = re.sub(r"^.*\.cpp:\d+, ", "", reason)  # torchvision prefixes its C++ source location
+    return UsageError(f"{path} cannot be decoded as an image ({reason}); replace or remove it")
+
+
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """16-bit samples (0..65535) to 8-bit (0..255), rounded; 8-bit unchanged."""
+    if image.dtype == torch.uint8:
+        return image
+    return ((image.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
+
+
+def _decode_pil(path: Path, channels: int | None = None) -> torch.Tensor:
+    """The same readings as :func:`read_images`, with PIL (the fallback where torchvision's decoders are gone)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        array = np.asarray(im if im.mode in ("L", "RGB") else im.convert("RGB"))
-    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I"):  # 16-bit grey: PIL's convert("L") would clip it, scale it instead
+                grey = np.asarray(im).astype(np.int64)
+                im = Image.fromarray(((np.clip(grey, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8))
+            grey = im.mode in ("1", "L", "LA", "La")
+            array = np.array(im.convert("L" if channels == 1 or (channels is None and grey) else "RGB"))
+    except Exception as e:  # PIL raises many kinds: truncated, not an image, decompression bomb
+        raise _decode_error(path, e) from None
+    image = torch.from_numpy(array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return image.expand(3, -1, -1).contiguous() if channels == 3 and image.shape[0] == 1 else image
 
 
-def read_images(paths: list[Path]) -> list[torch.Tensor]:
+def read_images(paths: list[Path], channels: int | None = None) -> list[torch.Tensor]:
     """Decode image files to (C, H, W) uint8 with torchvision's C++ decoders (JPEGs in one batched call).
 
-    torchvision 0.29 deprecates its decoders in favour of TorchCodec; where they are gone, PIL decodes
-    (about 4x slower here).
+    Each file gets its one right reading: palette colours (never the palette indices), alpha dropped
+    (RGBA -> RGB, grey+alpha -> grey: the stored colours, not composited on a background), 16-bit samples
+    rounded to 8 bits, CMYK JPEGs converted to RGB. ``channels=3`` also turns grey into RGB (replicated) and
+    ``channels=1`` colour into grey (the decoder's luma); ``None`` keeps grey grey and colour RGB. A file that
+    cannot be read or decoded is a UsageError naming it. torchvision 0.29 deprecates its decoders in favour
+    of TorchCodec; where they are gone, PIL decodes (about 4x slower here).
     """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     try:
         from torchvision.io import ImageReadMode, decode_image, decode_jpeg
     except ImportError:
         with ThreadPoolExecutor() as pool:
-            return list(pool.map(_decode_pil, paths, chunksize=256))
+            return list(pool.map(lambda p: _decode_pil(p, channels), paths, chunksize=256))
+
+    modes = {None: ImageReadMode.UNCHANGED, 1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}
+
+    def decode_one(i: int, mode: ImageReadMode | None = None) -> torch.Tensor:
+        if mode is None:
+            mode = modes[channels]
+            if channels is None and bytes(data[i][:8].tolist()) == _PNG_SIGNATURE and len(data[i]) > 25:
+                # UNCHANGED would give a palette PNG's indices: ask for grey or RGB by the PNG colour type
+                mode = ImageReadMode.GRAY if int(data[i][25]) in (0, 4) else ImageReadMode.RGB
+        try:
+            image = decode_image(data[i], mode=mode)
+        except RuntimeError as e:  # decode_image reads PNG, JPEG, GIF, WebP... whatever the name says
+            raise _decode_error(paths[i], e) from None
+        return check(i, image)
+
+    def check(i: int, image: torch.Tensor) -> torch.Tensor:
+        if channels is None and image.shape[0] not in (1, 3):  # a CMYK JPEG, grey+alpha...
+            return decode_one(i, ImageReadMode.GRAY if image.shape[0] == 2 else ImageReadMode.RGB)
+        return _to_uint8(image)
 
     with ThreadPoolExecutor() as pool:
         data = list(pool.map(_read, paths, chunksize=512))
     is_jpeg = [p.suffix.lower() in (".jpg", ".jpeg") for p in paths]
     out: list[torch.Tensor | None] = [None] * len(paths)
     jpegs = [i for i, j in enumerate(is_jpeg) if j]
-    if jpegs:
-        for i, image in zip(jpegs, decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.UNCHANGED)):
-            out[i] = image
     others = [i for i, j in enumerate(is_jpeg) if not j]
+    if jpegs:
+        try:
+            decoded = decode_jpeg([data[i] for i in jpegs], mode=modes[channels])
+            for i, image in zip(jpegs, decoded):
+                out[i] = check(i, image)
+        except RuntimeError:  # one file failed the batch: decode one by one to name it (or read a misnamed PNG)
+            others = sorted(others + jpegs)
     with ThreadPoolExecutor() as pool:
-        for i, image in zip(others, pool.map(lambda i: decode_image(data[i], mode=ImageReadMode.UNCHANGED), others)):
+        for i, image in zip(others, pool.map(decode_one, others)):
             out[i] = image
     return out  # type: ignore[return-value]
 
 
-def load_image_folder(root: str | Path) -> ImageSet:
+def _visible(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` whose names do not start with '.' (.ipynb_checkpoints, .DS_Store), sorted."""
+    with os.scandir(folder) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def class_names(root: str | Path) -> list[str]:
+    """The sorted class folder names of an image folder; anything else that is not hidden is a UsageError."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"image folder {root} does not exist or is not a folder")
+    entries = _visible(root)
+    for e in entries:
+        if not e.is_dir():
+            raise UsageError(
+                f"{root / e.name} is not a folder: {root} must hold only <class>/ folders of images "
+                "(hidden entries are ignored); move it out"
+            )
+    if not entries:
+        raise UsageError(f"no class folders found in {root}: an image folder is {root}/<class>/*.png|jpg")
+    return [e.name for e in entries]
+
+
+def _class_files(folder: Path) -> list[Path]:
+    files = []
+    for e in _visible(folder):
+        path = folder / e.name
+        if e.is_dir():
+            raise UsageError(f"{path} is a folder inside class folder {folder}; a class folder holds image files only")
+        if not e.name.lower().endswith(IMAGE_SUFFIXES):
+            raise UsageError(
+                f"{path} is not a PNG or JPEG ({', '.join(IMAGE_SUFFIXES)}); convert it or move it out of {folder}"
+            )
+        files.append(path)
+    if not files:
+        raise UsageError(f"class folder {folder} holds no images; remove it or add its images")
+    return files
+
+
+def load_image_folder(
+    root: str | Path, *, channels: int | None = None, size: int | None = None, num_classes: int | None = None
+) -> ImageSet:
     """Images in ``root/<class>/*.{png,jpg,jpeg}``; class index = position of the folder name in sorted order.
 
-    All images must have the same size and channels (grayscale or RGB). 50,000 CIFAR-10 JPEGs take
-    about 4 s on 2 cores (README: Data).
+    Entries whose names start with '.' are ignored at both levels (``.ipynb_checkpoints/``, ``.DS_Store``).
+    Anything else that is not a class folder in ``root``, or not a PNG/JPEG file in a class folder (a
+    subfolder, ``notes.txt``, ``x.bmp``), is refused in one line naming it: nothing is skipped silently.
+    Images are read as :func:`read_images` describes, converted to ``channels`` when given; all must have
+    one size (``size`` x ``size`` when given) and there must be ``num_classes`` classes when given.
+    50,000 CIFAR-10 JPEGs take about 4 s on 2 cores (README: Data).
     """
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    files = [
-        (f, c)
-        for c, name in enumerate(classes)
-        for f in sorted((root / name).iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if not files:
-        raise UsageError(f"no images found in {root}/<class>/*.png|jpg: is this an image folder?")
-    try:
-        images = read_images([f for f, _ in files])
-    except RuntimeError as e:
-        raise UsageError(f"an image in {root} cannot be decoded ({str(e).splitlines()[0]})") from None
-    shapes = {tuple(im.shape) for im in images}
-    if len(shapes) != 1:
-        raise UsageError(f"images in {root} differ in size or channels ({sorted(shapes)[:3]}); resize them first")
+    classes = class_names(root)
+    if num_classes is not None and len(classes) != num_classes:
+        raise UsageError(
+            f"{root} has {len(classes)} class folders ({', '.join(classes[:12])}); this dataset has {num_classes}"
+        )
+    files = [(f, c) for c, name in enumerate(classes) for f in _class_files(root / name)]
+    images = read_images([f for f, _ in files], channels)
+    first = files[0][0], tuple(images[0].shape)
+    for (f, _), image in zip(files, images):
+        shape = tuple(image.shape)
+        if size is not None and shape[1:] != (size, size):
+            raise UsageError(f"{f} is {shape[2]}x{shape[1]} pixels; this dataset's images are {size}x{size}")
+        if shape != first[1]:
+            raise UsageError(
+                f"{f} is {shape[0]}x{shape[1]}x{shape[2]} (CxHxW) but {first[0]} is "
+                f"{'x'.join(map(str, first[1]))}; images of a folder must have one size"
+            )
     labels = torch.tensor([c for _, c in files], dtype=torch.int64)
     return ImageSet(torch.stack(images), labels, tuple(classes))
 
@@ -242,8 +371,13 @@ def _load_svhn(data_dir: Path, split: str, extra: bool, download: bool) -> Image
             x, y = mat["X"], mat["y"]
         except Exception as e:
             raise UsageError(f"SVHN file {path} cannot be read ({type(e).__name__}); download it again") from None
+        if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
+            raise UsageError(
+                f"SVHN file {path} holds X of {x.dtype} {x.shape}, not uint8 (32, 32, 3, N); download it again"
+            )
         images.append(np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1)), dtype=np.uint8))  # (H,W,C,N) -> (N,C,H,W)
         y = y.reshape(-1).astype(np.int64)
+        _check_labels(path, x.shape[3], y, 1, 10, "SVHN")
         labels.append(np.where(y == 10, 0, y))  # SVHN stores the digit 0 as label 10
     return ImageSet(
         torch.from_numpy(np.concatenate(images)),

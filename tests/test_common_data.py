@@ -7,7 +7,18 @@ from PIL import Image
 from scipy.io import savemat
 
 from common.config import UsageError
-from common.data import DATASETS, Split, load_dataset, load_image_folder, make_split
+from common.data import (
+    CIFAR10_CLASSES,
+    DATASETS,
+    Split,
+    _decode_pil,
+    load_dataset,
+    load_image_folder,
+    make_split,
+    read_images,
+)
+
+from conftest import run_module
 
 
 def random_images(n, c=3, h=32, w=32, seed=0):
@@ -43,12 +54,11 @@ def test_cifar10_python_batches(tmp_path):
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_image_folder(tmp_path, suffix):
     images = np.kron(random_images(6, h=2, w=2), np.ones((4, 4), np.uint8))  # 4x4 blocks: JPEG keeps them
-    for split in ("train", "test"):
-        for i, img in enumerate(images):
-            cls = ["b_cat", "a_dog"][i % 2]
-            (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img.transpose(1, 2, 0)).save(tmp_path / split / cls / f"{i:03d}{suffix}", quality=95)
-    data = load_dataset("cifar10", tmp_path, "train")
+    for i, img in enumerate(images):
+        cls = ["b_cat", "a_dog"][i % 2]
+        (tmp_path / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.transpose(1, 2, 0)).save(tmp_path / cls / f"{i:03d}{suffix}", quality=95)
+    data = load_image_folder(tmp_path)
     assert data.classes == ("a_dog", "b_cat")  # class index = sorted folder name
     assert data.images.shape == (6, 3, 8, 8) and data.images.dtype == torch.uint8
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1]
@@ -70,7 +80,7 @@ def test_image_folder_with_mixed_sizes_is_refused(tmp_path):
     (tmp_path / "c").mkdir()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "c" / "a.png")
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "c" / "b.png")
-    with pytest.raises(UsageError, match="differ in size"):
+    with pytest.raises(UsageError, match=r"c/b.png is 3x5x5 \(CxHxW\) but .*c/a.png is 3x4x4; .* one size"):
         load_image_folder(tmp_path)
 
 
@@ -192,3 +202,212 @@ def test_split_save_and_load_round_trip_and_validation(tmp_path):
     Split(split.labelled, split.unlabelled, split.unlabelled[:3]).save(tmp_path / "bad.npz")
     with pytest.raises(UsageError, match="validation overlaps"):
         Split.load(tmp_path / "bad.npz", num_train=1000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders: one right reading per file, everything else refused in one line naming it
+
+
+def write_cifar_folder(root, train=CIFAR10_CLASSES, test=CIFAR10_CLASSES, size=32, suffix=".png"):
+    """One random size x size RGB image per class folder of train/ and test/."""
+    for split, classes in (("train", train), ("test", test)):
+        for i, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            image = random_images(1, h=size, w=size, seed=i)[0].transpose(1, 2, 0)
+            Image.fromarray(image).save(root / split / name / f"0{suffix}")
+    return root
+
+
+def one_line(excinfo):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_cifar10_folder_with_renamed_test_class_is_refused(tmp_path):
+    test = ("plane", *CIFAR10_CLASSES[1:])  # sorts after horse: the test labels would be permuted
+    write_cifar_folder(tmp_path, test=test)
+    for split in ("train", "test"):
+        with pytest.raises(UsageError, match=r"differ \(only in train/: airplane; only in test/: plane\)") as e:
+            load_dataset("cifar10", tmp_path, split)
+        one_line(e)
+
+
+def test_cifar10_folder_keeps_sorted_folder_order(tmp_path):
+    classes = tuple(f"c{i}" for i in range(10))  # any names, as long as train and test agree
+    write_cifar_folder(tmp_path, train=classes[::-1], test=classes)
+    data = load_dataset("cifar10", tmp_path, "test")
+    assert data.classes == classes and data.labels.tolist() == list(range(10))
+    assert data.images.shape == (10, 3, 32, 32)
+
+
+def test_cifar10_folder_needs_its_class_count_and_image_size(tmp_path):
+    write_cifar_folder(tmp_path / "few", train=("a", "b"), test=("a", "b"))
+    with pytest.raises(UsageError, match="has 2 class folders .*this dataset has 10"):
+        load_dataset("cifar10", tmp_path / "few", "train")
+    write_cifar_folder(tmp_path / "big", size=64)
+    with pytest.raises(UsageError, match=r"big/train/airplane/0.png is 64x64 pixels; .* 32x32"):
+        load_dataset("cifar10", tmp_path / "big", "train")
+
+
+PALETTE = np.array([[255, 0, 0], [0, 128, 255], [10, 20, 30], [200, 200, 0]], np.uint8)
+
+
+def odd_images():
+    """(file name, PIL image, expected reading with 3 channels, expected reading as stored), HWC uint8."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    grey = rgb[..., 0]
+    alpha = rng.integers(0, 256, (4, 4), dtype=np.uint8)
+    index = rng.integers(0, 4, (4, 4), dtype=np.uint8)
+    palette = Image.fromarray(index, "L").convert("P")  # (a grey index map that is really a palette image)
+    palette.putpalette(PALETTE.reshape(-1).tolist())
+    deep = rng.integers(0, 65536, (4, 4), dtype=np.uint16)
+    deep8 = np.round(deep / 257).astype(np.uint8)  # 65535 -> 255
+    flat = np.full((8, 8, 3), (95, 130, 194), np.uint8)  # JPEG keeps a flat colour (almost) exactly
+    rep = np.repeat  # grey -> RGB is the grey value in every channel
+    return [
+        ("palette.png", palette, PALETTE[index], PALETTE[index]),
+        ("rgba.png", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), rgb, rgb),
+        (
+            "grey_alpha.png",
+            Image.fromarray(np.dstack([grey, alpha]), "LA"),
+            rep(grey[..., None], 3, 2),
+            grey[..., None],
+        ),
+        ("grey.png", Image.fromarray(grey, "L"), rep(grey[..., None], 3, 2), grey[..., None]),
+        (
+            "bits.png",
+            Image.fromarray(grey > 127),
+            rep((grey > 127)[..., None] * 255, 3, 2),
+            (grey > 127)[..., None] * 255,
+        ),
+        ("deep.png", Image.fromarray(deep), rep(deep8[..., None], 3, 2), deep8[..., None]),
+        ("cmyk.jpg", Image.fromarray(flat).convert("CMYK"), flat, flat),
+        ("grey.jpg", Image.fromarray(flat[..., 0]), rep(flat[..., :1], 3, 2), flat[..., :1]),
+    ]
+
+
+@pytest.mark.parametrize("channels", [3, None])
+@pytest.mark.parametrize("case", range(len(odd_images())), ids=[c[0] for c in odd_images()])
+def test_every_image_mode_has_its_one_reading(tmp_path, case, channels):
+    name, image, as_rgb, as_stored = odd_images()[case]
+    image.save(tmp_path / name, quality=100)
+    expected = (as_rgb if channels == 3 else as_stored).astype(np.uint8).transpose(2, 0, 1)
+    tolerance = 2 if name.endswith(".jpg") else 0
+    for decoded in (read_images([tmp_path / name], channels)[0], _decode_pil(tmp_path / name, channels)):
+        assert decoded.dtype == torch.uint8 and decoded.shape == expected.shape, name
+        assert np.abs(decoded.numpy().astype(int) - expected).max() <= tolerance, name
+
+
+def test_palette_and_rgba_images_in_a_cifar10_folder_train_as_rgb(tmp_path):
+    write_cifar_folder(tmp_path)
+    rgb = random_images(1, seed=9)[0].transpose(1, 2, 0)
+    Image.fromarray(rgb).convert("P").save(tmp_path / "train" / "cat" / "1.png")
+    Image.fromarray(np.dstack([rgb, np.zeros((32, 32), np.uint8)]), "RGBA").save(tmp_path / "train" / "dog" / "1.png")
+    with Image.open(tmp_path / "train" / "cat" / "1.png") as im:
+        palette_colours = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    data = load_dataset("cifar10", tmp_path, "train")
+    assert data.images.shape == (12, 3, 32, 32)
+    np.testing.assert_array_equal(data.images[data.labels == 3][1].numpy(), palette_colours)  # cat
+    np.testing.assert_array_equal(data.images[data.labels == 5][1].numpy(), rgb.transpose(2, 0, 1))  # dog
+
+
+def test_hidden_entries_are_ignored(tmp_path):
+    write_cifar_folder(tmp_path)
+    for split in ("train", "test"):
+        (tmp_path / split / ".ipynb_checkpoints").mkdir()
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / split / ".ipynb_checkpoints" / "x.png")
+        (tmp_path / split / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (tmp_path / split / "cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (tmp_path / split / "cat" / ".0.png").write_bytes(b"not an image")  # e.g. a macOS ._ resource file
+    data = load_dataset("cifar10", tmp_path, "train")
+    assert data.classes == CIFAR10_CLASSES and data.labels.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d / "train" / "cat" / "x.jpg").mkdir(), r"train/cat/x.jpg is a folder inside class folder"),
+        (lambda d: (d / "train" / "cat" / "notes.txt").write_text("x"), r"train/cat/notes.txt is not a PNG or JPEG"),
+        (
+            lambda d: (d / "train" / "labels.csv").write_text("x"),
+            r"train/labels.csv is not a folder: .* only <class>/ folders",
+        ),
+        (lambda d: (d / "train" / "cat" / "0.png").unlink(), r"class folder .*train/cat holds no images"),
+    ],
+    ids=["folder-named-jpg", "text-file", "file-beside-classes", "empty-class"],
+)
+def test_anything_but_class_folders_of_images_is_refused(tmp_path, make, message):
+    make(write_cifar_folder(tmp_path))
+    with pytest.raises(UsageError, match=message) as e:
+        load_dataset("cifar10", tmp_path, "train")
+    one_line(e)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_corrupt_image_is_named(tmp_path, suffix):
+    write_cifar_folder(tmp_path, suffix=suffix)
+    good = (tmp_path / "train" / "cat" / f"0{suffix}").read_bytes()
+    (tmp_path / "train" / "cat" / f"0{suffix}").write_bytes(good[: len(good) // 2])
+    with pytest.raises(UsageError, match=rf"train/cat/0\{suffix} cannot be decoded as an image \(\w") as e:
+        load_dataset("cifar10", tmp_path, "train")
+    assert ".cpp" not in one_line(e)
+
+
+def test_a_png_named_jpg_is_read_as_what_it_is(tmp_path):
+    write_cifar_folder(tmp_path, suffix=".jpg")
+    rgb = random_images(1, seed=5)[0]
+    Image.fromarray(rgb.transpose(1, 2, 0)).save(tmp_path / "train" / "cat" / "1.jpg", format="PNG")
+    data = load_dataset("cifar10", tmp_path, "train")
+    np.testing.assert_array_equal(data.images[data.labels == 3][1].numpy(), rgb)
+
+
+def test_a_bad_folder_stops_ssl_train_in_one_line(tmp_path):
+    write_cifar_folder(tmp_path / "data")
+    (tmp_path / "data" / "train" / "cat" / "x.jpg").mkdir()
+    before = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
+    result = run_module(
+        "ssl.train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--labels", "10",
+        "--out", str(tmp_path / "run"), "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "x.jpg is a folder" in result.stderr
+    assert not (tmp_path / "run").exists()
+    assert {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Official files that are truncated or hold something else
+
+
+def test_truncated_or_inconsistent_cifar_batches_are_named(tmp_path):
+    write_cifar_batches(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    whole = batch.read_bytes()
+    batch.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UsageError, match=r"CIFAR-10 file .*test_batch cannot be read"):
+        load_dataset("cifar10", tmp_path, "test")
+    for labels, message in (([0, 1], "has 4 images but 2 labels"), ([0, 1, 2, 10], r"has labels outside 0\.\.9")):
+        with open(batch, "wb") as f:
+            pickle.dump({b"data": random_images(4).reshape(4, -1), b"labels": labels}, f)
+        with pytest.raises(UsageError, match=f"CIFAR-10 file .*test_batch {message}"):
+            load_dataset("cifar10", tmp_path, "test")
+
+
+def test_truncated_or_wrong_svhn_files_are_named(tmp_path):
+    path = tmp_path / "test_32x32.mat"
+    write_svhn(path, 5, 0)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UsageError, match=r"SVHN file .*test_32x32.mat cannot be read"):
+        load_dataset("svhn", tmp_path, "test")
+    x = random_images(5).transpose(2, 3, 1, 0)
+    for payload, message in (
+        ({"X": x[..., 0, 0], "y": np.ones((5, 1))}, r"holds X of uint8 \(32, 32\)"),
+        ({"X": x, "y": np.ones((3, 1))}, "has 5 images but 3 labels"),
+        ({"X": x, "y": np.full((5, 1), 11)}, r"has labels outside 1\.\.10"),
+    ):
+        savemat(path, payload)
+        with pytest.raises(UsageError, match=f"SVHN file .*test_32x32.mat {message}"):
+            load_dataset("svhn", tmp_path, "test")
