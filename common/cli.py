@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict
-from common.run import Run, pending_runs, prepare_run_dir, restore_replaced
+from common.run import Run, lock_run_dir, pending_runs, prepare_run_dir, restore_replaced, unlock_run_dir
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -88,17 +88,31 @@ def start_run(
         if world > 1:
             raise UsageError("under torchrun pass --out DIR (every process must name the same run directory)")
         args.out = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    saved = prepare_run_dir(
-        args.out, resume=args.resume, overwrite=args.overwrite, kind=name, world=world, lock=rank == 0
-    )
-    # On resume the saved config is the base, so only flags that change something count as a diff;
-    # the default --config file is not re-applied over it.
-    yaml_path = args.config if (saved is None or args.config != args._default_config) else None
-    cfg = resolve_config(cls, yaml_path, cli_overrides(args), base=saved)
-    barrier()
-    run = Run(
-        args.out, to_dict(cfg), resume=args.resume, overwrite=args.overwrite, writer=rank == 0, kind=name, world=world
-    )
+    # rank 0 locks an existing --out before reading it; the Run takes the lock over (released with it)
+    lock = lock_run_dir(args.out) if rank == 0 and Path(args.out).is_dir() else None
+    try:
+        saved = prepare_run_dir(
+            args.out, resume=args.resume, overwrite=args.overwrite, kind=name, world=world, lock=rank == 0
+        )
+        # On resume the saved config is the base, so only flags that change something count as a diff;
+        # the default --config file is not re-applied over it.
+        yaml_path = args.config if (saved is None or args.config != args._default_config) else None
+        cfg = resolve_config(cls, yaml_path, cli_overrides(args), base=saved)
+        barrier()
+        run = Run(
+            args.out,
+            to_dict(cfg),
+            resume=args.resume,
+            overwrite=args.overwrite,
+            writer=rank == 0,
+            kind=name,
+            world=world,
+            lock=lock,
+        )
+    except BaseException:
+        if lock is not None:
+            unlock_run_dir(lock)
+        raise
     return cfg, run, args.resume
 
 

@@ -127,15 +127,15 @@ def prepare_run_dir(
 ) -> dict[str, Any] | None:
     """Check what ``out`` holds before anything is written; return the saved config when resuming.
 
-    With ``lock`` (rank 0) an existing ``out`` is locked here, so a second run on it is refused
-    before it does any work.
+    With ``lock`` (rank 0) an existing ``out`` that another process holds is refused here, before
+    any work (:func:`lock_run_dir` takes the lock itself).
     """
     out = Path(out)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other; pick one")
     _check_writable(out, overwrite)
     if lock and out.is_dir():
-        lock_run_dir(out)
+        check_not_in_use(out)
     is_run = holds_run(out)
     if resume:
         if not (is_run and (out / CONFIG).is_file()):
@@ -205,45 +205,61 @@ def resume_command(module: str, out: str | Path, world: int = 1) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The lock: an exclusive flock on the run directory itself, held by rank 0 until the process ends
-# (the kernel drops it when the process dies, even by kill -9, so no stale lock can remain).
+# The lock: an exclusive flock on the run directory itself, held by rank 0 while its Run lives (in
+# a trainer: until main() returns). The kernel drops it when the process dies, even by kill -9, so
+# no stale lock can remain. Within one process the lock is counted, so a second Run on the same
+# directory in the same process (a test, a notebook) shares it.
 
-_LOCKS: dict[tuple[int, int], int] = {}  # (device, inode) of a locked directory -> the open descriptor
+_LOCKS: dict[tuple[int, int], list[int]] = {}  # (device, inode) of a locked directory -> [descriptor, users]
 
 
-def lock_run_dir(path: str | Path) -> None:
-    """Lock the directory ``path`` for this process, or raise UsageError when another process holds it.
-    Locking a directory this process already holds is a no-op."""
-    path = Path(path)
+def _in_use_error(path: Path) -> UsageError:
+    return UsageError(
+        f"{path} is in use by another running process (training, --resume or --overwrite on it); "
+        "wait for it to end or choose another --out"
+    )
+
+
+def _open_dir(path: Path) -> tuple[int, tuple[int, int]]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise UsageError(f"--out {path} cannot be opened ({e.strerror})") from None
     st = os.fstat(fd)
-    key = (st.st_dev, st.st_ino)
+    return fd, (st.st_dev, st.st_ino)
+
+
+def lock_run_dir(path: str | Path) -> tuple[int, int]:
+    """Lock the directory ``path`` for this process and return its key for :func:`unlock_run_dir`, or
+    raise UsageError when another process holds it."""
+    fd, key = _open_dir(Path(path))
     if key in _LOCKS:  # an open descriptor keeps its inode alive, so the key cannot be a reused inode
         os.close(fd)
-        return
+        _LOCKS[key][1] += 1
+        return key
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise UsageError(
-            f"{path} is in use by another running process (training, --resume or --overwrite on it); "
-            "wait for it to end or choose another --out"
-        ) from None
-    _LOCKS[key] = fd
+        raise _in_use_error(Path(path)) from None
+    _LOCKS[key] = [fd, 1]
+    return key
 
 
-def unlock_run_dir(path: str | Path) -> None:
-    """Release this process's lock on ``path`` (before the directory is removed)."""
-    try:
-        st = os.stat(path)
-    except OSError:
+def unlock_run_dir(key: tuple[int, int]) -> None:
+    """Give back one use of a lock from :func:`lock_run_dir`; the last one releases it."""
+    held = _LOCKS.get(key)
+    if held is None:
         return
-    fd = _LOCKS.pop((st.st_dev, st.st_ino), None)
-    if fd is not None:
-        os.close(fd)
+    held[1] -= 1
+    if held[1] == 0:
+        del _LOCKS[key]
+        os.close(held[0])
+
+
+def check_not_in_use(path: str | Path) -> None:
+    """Raise UsageError when another process holds the lock on the directory ``path`` (holds nothing)."""
+    unlock_run_dir(lock_run_dir(path))
 
 
 _PENDING: list[Run] = []  # runs whose --overwrite has not yet reached a first checkpoint
@@ -289,6 +305,7 @@ class Run:
         writer: bool = True,
         kind: str = "",
         world: int = 1,
+        lock: tuple[int, int] | None = None,
     ):
         self.out = Path(out)
         self.writer = writer
@@ -297,15 +314,24 @@ class Run:
         self._existed = self.out.is_dir()
         self._replaced: Path | None = None  # the old run, moved aside until the first checkpoint
         self._new_dir: tuple[int, int] | None = None  # (device, inode) of the directory begin() made
-        if writer and self._existed:
-            lock_run_dir(self.out)
-        if writer and resume:
-            changed = diff(_load_saved_config(self.out), config)
-            if changed:
-                raise UsageError(
-                    f"--resume: the config differs from the saved run ({'; '.join(changed)}); "
-                    "start a new run with another --out instead"
-                )
+        self._locks: list[tuple[int, int]] = []  # held until close()
+        own = writer and self._existed and lock is None
+        if own:
+            lock = lock_run_dir(self.out)
+        try:
+            if writer and resume:
+                changed = diff(_load_saved_config(self.out), config)
+                if changed:
+                    raise UsageError(
+                        f"--resume: the config differs from the saved run ({'; '.join(changed)}); "
+                        "start a new run with another --out instead"
+                    )
+        except BaseException:
+            if own:
+                unlock_run_dir(lock)
+            raise
+        if lock is not None:
+            self._locks.append(lock)
 
     @property
     def module(self) -> str:
@@ -348,9 +374,22 @@ class Run:
         return self
 
     def _claim_new_dir(self) -> None:
-        lock_run_dir(self.out)
-        st = os.stat(self.out)
-        self._new_dir = (st.st_dev, st.st_ino)
+        self._new_dir = lock_run_dir(self.out)
+        self._locks.append(self._new_dir)
+
+    def _unlock(self, key: tuple[int, int] | None) -> None:
+        if key in self._locks:
+            self._locks.remove(key)
+            unlock_run_dir(key)
+
+    def close(self) -> None:
+        """Release the run directory's lock (done when the Run is garbage collected, e.g. after main())."""
+        for key in list(self._locks):
+            self._unlock(key)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def _move_aside(self) -> None:
         aside = self.out.with_name(f"{self.out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
@@ -379,7 +418,7 @@ class Run:
         with contextlib.suppress(OSError):
             st = os.stat(self.out)
             if (st.st_dev, st.st_ino) == self._new_dir:  # only the directory begin() made
-                unlock_run_dir(self.out)
+                self._unlock(self._new_dir)
                 shutil.rmtree(self.out)
         if self.out.exists():
             return f"the run that --overwrite replaced is kept in {aside}"
@@ -390,7 +429,9 @@ class Run:
         """The new run has a checkpoint: the old one it replaced can go."""
         if self._replaced is None:
             return
-        unlock_run_dir(self._replaced)
+        with contextlib.suppress(OSError):
+            st = os.stat(self._replaced)
+            self._unlock((st.st_dev, st.st_ino))
         shutil.rmtree(self._replaced, ignore_errors=True)
         self._replaced = None
         with contextlib.suppress(ValueError):

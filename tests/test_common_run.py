@@ -1,4 +1,6 @@
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -492,3 +494,22 @@ def test_the_stop_message_prints_the_resume_command(tmp_path, monkeypatch, capsy
     out = tmp_path / "run"
     assert G.main([*RING, "--out", str(out)]) == 128 + signal.SIGTERM
     assert f"continue with: python -m gan.train --out {out} --resume" in capsys.readouterr().out
+
+
+def test_the_lock_lasts_as_long_as_the_run(ring_run, tmp_path):
+    def free(path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    assert free(ring_run)  # its main() has returned
+    run = Run(tmp_path / "run", {"lr": 0.1}, resume=False, overwrite=False).begin()
+    also = Run(tmp_path / "run", {"lr": 0.1}, resume=True, overwrite=False)  # the same process may open it again
+    assert not free(tmp_path / "run")
+    del run, also
+    assert free(tmp_path / "run")
