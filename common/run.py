@@ -138,8 +138,10 @@ def prepare_run_dir(
         check_not_in_use(out)
     is_run = holds_run(out)
     if resume:
-        if not (is_run and (out / CONFIG).is_file()):
+        if not (out / CONFIG).is_file():
             raise UsageError(f"--resume: {out} holds no run ({CONFIG} missing); start it without --resume")
+        if not is_run:
+            raise UsageError(f"--resume: {out} is not a run directory of this package (it holds files no run writes)")
         if not (out / CHECKPOINT).is_file():
             raise UsageError(
                 f"--resume: {out} has no {CHECKPOINT} yet; start over with --overwrite{_replaced_note(out)}"

@@ -85,7 +85,9 @@ def no_data(monkeypatch):
     monkeypatch.setattr(S, "build_data", build_data)
 
 
-@pytest.mark.parametrize("device", ["mps", "meta", "nonsense", "cuda:99"])
+@pytest.mark.parametrize(
+    "device", ["mps", "meta", "nonsense", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+)
 def test_unsupported_devices_are_one_line_and_leave_no_run_folder(tmp_path, capsys, no_data, device):
     code, _, err = cli([*SSL, "--device", device, "--out", str(tmp_path / "run")], capsys)
     assert_one_line_error(code, err, f"{device}")

@@ -513,3 +513,15 @@ def test_the_lock_lasts_as_long_as_the_run(ring_run, tmp_path):
     assert not free(tmp_path / "run")
     del run, also
     assert free(tmp_path / "run")
+
+
+def test_resume_after_a_kill_before_the_first_checkpoint_names_the_kept_old_run(tmp_path):
+    out = tmp_path / "run"
+    before = old_run(out)
+    run = Run(out, {"lr": 0.1}, resume=False, overwrite=True).begin()  # then "kill -9": nothing restores it
+    (aside,) = tmp_path.glob("run.replaced-*")
+    assert snapshot(aside) == before
+    with pytest.raises(UsageError, match=f"no checkpoint.pt yet; .* kept in {aside}"):
+        prepare_run_dir(out, resume=True, overwrite=False)
+    run.restore_replaced()
+    assert snapshot(out) == before
