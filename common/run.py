@@ -13,8 +13,8 @@ A directory that holds a run is never reused by mistake: starting again needs ``
 directory this package wrote (the marker, or for older runs only files a trainer writes), and it
 keeps the old run beside the new one (``DIR.replaced-<time>-<pid>``) until the new run has written
 its first checkpoint; a start that fails before then puts the old run back. One process at a time
-works in a run directory: rank 0 holds an ``flock`` on it, which the kernel drops when the process
-ends however it ends.
+works in a run directory: rank 0 holds an ``flock`` on it while the run lives, which the kernel drops
+when the process ends however it ends.
 """
 
 from __future__ import annotations
