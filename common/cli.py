@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict
-from common.run import Run, prepare_run_dir
+from common.run import Run, lock_run_dir, pending_runs, prepare_run_dir, restore_replaced, unlock_run_dir
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -55,7 +56,11 @@ def add_run_args(parser: argparse.ArgumentParser, default_config: str | None) ->
     )
     g.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<name>-<date>-<time>)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="delete the run in --out and start over")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (kept until the new run writes its first checkpoint)",
+    )
     g.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
 
 
@@ -70,8 +75,10 @@ def start_run(
 ) -> tuple[C, Run, bool]:
     """Resolve the config (saved run <- YAML <- flags) and open the run directory.
 
-    Returns (config, run, resuming). Nothing in ``--out`` is touched here: the trainer calls
-    ``run.begin()`` once its setup has worked.
+    Returns (config, run, resuming). Nothing in ``--out`` is written here: the trainer calls
+    ``run.begin()`` once its setup has worked. Rank 0 locks an existing ``--out`` at once, so a second
+    run on it is refused before any work; a resume with another trainer or another number of
+    processes than the run had is refused too.
     Under torchrun every rank checks ``--out`` before rank 0, the only writer, creates anything in
     it: ``barrier`` (all ranks meet) sits in between.
     """
@@ -81,13 +88,31 @@ def start_run(
         if world > 1:
             raise UsageError("under torchrun pass --out DIR (every process must name the same run directory)")
         args.out = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    saved = prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
-    # On resume the saved config is the base, so only flags that change something count as a diff;
-    # the default --config file is not re-applied over it.
-    yaml_path = args.config if (saved is None or args.config != args._default_config) else None
-    cfg = resolve_config(cls, yaml_path, cli_overrides(args), base=saved)
-    barrier()
-    run = Run(args.out, to_dict(cfg), resume=args.resume, overwrite=args.overwrite, writer=rank == 0)
+    # rank 0 locks an existing --out before reading it; the Run takes the lock over (released with it)
+    lock = lock_run_dir(args.out) if rank == 0 and Path(args.out).is_dir() else None
+    try:
+        saved = prepare_run_dir(
+            args.out, resume=args.resume, overwrite=args.overwrite, kind=name, world=world, lock=rank == 0
+        )
+        # On resume the saved config is the base, so only flags that change something count as a diff;
+        # the default --config file is not re-applied over it.
+        yaml_path = args.config if (saved is None or args.config != args._default_config) else None
+        cfg = resolve_config(cls, yaml_path, cli_overrides(args), base=saved)
+        barrier()
+        run = Run(
+            args.out,
+            to_dict(cfg),
+            resume=args.resume,
+            overwrite=args.overwrite,
+            writer=rank == 0,
+            kind=name,
+            world=world,
+            lock=lock,
+        )
+    except BaseException:
+        if lock is not None:
+            unlock_run_dir(lock)
+        raise
     return cfg, run, args.resume
 
 
@@ -100,12 +125,35 @@ def trainer_parser(cls: type, prog: str, description: str, default_config: str |
     return parser
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None, prog: str = "") -> None:
-    """Call ``main(argv)``; a UsageError becomes ``prog: error: message`` and exit code 2."""
+    """Call ``main(argv)``; a UsageError becomes ``prog: error: message`` and exit code 2.
+
+    Whatever ends ``main`` early (a UsageError, an exception, Ctrl-C, SIGTERM before the training
+    loop takes over the signals) puts back an old run that ``--overwrite`` moved aside, unless the new
+    run already wrote a checkpoint.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    except ValueError:  # not the main thread
+        previous = None
+    before = pending_runs()  # only runs started by this call are put back
     try:
         code = main(argv)
     except UsageError as e:
-        print(f"{prog or Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        note = restore_replaced(keep=before)
+        print(f"{prog or Path(sys.argv[0]).name}: error: {e}" + (f" ({note})" if note else ""), file=sys.stderr)
         sys.exit(2)
+    except BaseException:
+        note = restore_replaced(keep=before)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(code, int) and code:
         sys.exit(code)

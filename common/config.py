@@ -32,14 +32,17 @@ def opt(default: Any, help: str) -> Any:
 
 
 def _type_name(tp: Any) -> str:
+    """The metavar of a field in --help, as the value is typed: ``{manifold,input}`` (choices as
+    accepted), ``INT``, ``STR,...`` (a comma-separated list), ``INT|none`` (optional)."""
     origin = get_origin(tp)
     if origin is Literal:
         return "{" + ",".join(str(a) for a in get_args(tp)) + "}"
     if origin is tuple:
         return f"{_type_name(get_args(tp)[0])},..."
     if origin in (typing.Union, types.UnionType):
-        return "|".join(_type_name(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp))
+        names = [_type_name(a) for a in get_args(tp) if a is not type(None)]
+        return "|".join(names + (["none"] if type(None) in get_args(tp) else []))
+    return getattr(tp, "__name__", str(tp)).upper()
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -111,7 +114,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = dict(
             dest=f"cfg.{name}",
             default=argparse.SUPPRESS,
-            metavar=_type_name(tp).upper() if tp is not bool else "BOOL",
+            metavar=_type_name(tp),
             help=f"{field.metadata.get('help', '')} (default: {default})",
         )
         if tp is bool:  # `--ema` alone means true; `--ema false` also works
@@ -130,7 +133,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise UsageError(f"config file {path} cannot be read ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

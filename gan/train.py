@@ -335,10 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = tqdm.write if d.main else lambda *a, **k: None  # prints beside progress bars; rank 0 only
     seed_everything(cfg.seed)  # the same on every rank: one RNG stream (common/dist.py)
     speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
-    say(
-        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
-        + (f" x {d.world} ranks" if d.enabled else "")
-    )
 
     real = RealBatches(cfg, device, d, say)
     G = speed.module(build_generator(cfg, real.shape).to(device))
@@ -357,10 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     run.begin()  # setup worked: only now is --out created (or an old run there replaced)
+    say(
+        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
+        + (f" x {d.world} ranks" if d.enabled else "")
+    )
 
     step, meter = 0, {}
     if resuming:
-        state = run.load_checkpoint(device)
+        state = run.load_checkpoint(
+            device, keys=("generator", "discriminator", "opt_g", "opt_d", "fixed_z", "meter", "step", "rng")
+        )
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
@@ -433,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t_log += time.perf_counter() - t_other  # throughput counts training only
             if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
                 checkpoint()
-                say(f"stopped at update {step}; continue with: python -m gan.train --out {run.out} --resume")
+                say(f"stopped at update {step}; continue with: {run.resume_command()}")
                 shutdown(d)
                 return stop.exit_code
 

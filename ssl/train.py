@@ -342,10 +342,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = tqdm.write if d.main else lambda *a, **k: None  # prints beside progress bars; rank 0 only
     seed_everything(cfg.seed)  # the same on every rank: one RNG stream (common/dist.py)
     speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
-    say(
-        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
-        + (f" x {d.world} ranks" if d.enabled else "")
-    )
 
     data = build_data(cfg, device, run, resuming, say)
     net = speed.module(build_model(cfg, data.num_classes, data.channels).to(device))
@@ -367,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     run.begin()  # setup worked: only now is --out created (or an old run there replaced)
+    say(
+        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
+        + (f" x {d.world} ranks" if d.enabled else "")
+    )
     if run.writer and not resuming:
         data.split.save(
             run.out / SPLIT, dataset=cfg.dataset, num_labels=cfg.labels, seed=cfg.seed, num_train=len(data.train_labels)
@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     step = 0
     meter: dict = {}  # sums of the losses since the last log line, kept on the device, and their count
     if resuming:
-        state = run.load_checkpoint(device)
+        state = run.load_checkpoint(device, keys=("model", "optimizer", "meter", "step", "rng"))
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -456,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     checkpoint()
             if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
                 checkpoint()
-                say(f"stopped at update {step}; continue with: python -m ssl.train --out {run.out} --resume")
+                say(f"stopped at update {step}; continue with: {run.resume_command()}")
                 shutdown(d)
                 return stop.exit_code
 

@@ -1,7 +1,15 @@
-import pytest
+import os
+from pathlib import Path
 
+import pytest
+import torch
+
+import ssl.train as S
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
+from common.run import resolve_device
+
+from conftest import ROOT
 
 
 def test_argparse_errors_are_one_line_with_exit_code_2(capsys):
@@ -48,3 +56,80 @@ def test_abbreviated_options_are_refused(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--lr", "0.1"])  # must not silently set --lr-decay
     assert "unknown option --lr" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs to a trainer: one line, exit 2, no run folder, and nothing loaded before the check.
+
+SSL = ["--config", str(ROOT / "configs" / "ssl" / "digits.yaml"), "--epochs", "1", "--depth", "10", "--width", "1"]
+
+
+def cli(argv, capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(S.main, argv, prog="python -m ssl.train")
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and fragment in err, err
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Fail the test if the trainer gets as far as loading data."""
+
+    def build_data(*args, **kwargs):
+        raise AssertionError("data was loaded before the bad input was noticed")
+
+    monkeypatch.setattr(S, "build_data", build_data)
+
+
+@pytest.mark.parametrize(
+    "device", ["mps", "meta", "nonsense", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+)
+def test_unsupported_devices_are_one_line_and_leave_no_run_folder(tmp_path, capsys, no_data, device):
+    code, _, err = cli([*SSL, "--device", device, "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, f"{device}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resolve_device_accepts_only_cpu_and_visible_gpus():
+    assert resolve_device("cpu").type == "cpu"
+    for name in ["mps", "meta", "xla", "nonsense", "", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"]):
+        with pytest.raises(UsageError):
+            resolve_device(name)
+
+
+def test_an_out_under_a_regular_file_is_refused_before_loading_data(tmp_path, capsys, no_data):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0\n")
+    code, _, err = cli([*SSL, "--device", "cpu", "--out", str(passwd / "x")], capsys)
+    assert_one_line_error(code, err, "is a file")
+    assert passwd.read_text() == "root:x:0:0\n" and list(tmp_path.iterdir()) == [passwd]
+
+
+def test_a_read_only_out_is_refused_before_loading_data(tmp_path, capsys, monkeypatch, no_data):
+    # root ignores permission bits, so the answer of access(2) for a read-only file system is simulated
+    read_only = tmp_path / "mnt"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == read_only else real_access(p, mode))
+    code, _, err = cli([*SSL, "--device", "cpu", "--out", str(read_only / "runs" / "x")], capsys)
+    assert_one_line_error(code, err, "is not writable")
+    assert list(read_only.iterdir()) == []
+
+
+def test_the_run_line_is_printed_only_once_the_run_has_started(tmp_path, capsys):
+    code, out, err = cli([*SSL, "--device", "cpu", "--labels", "15", "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "--labels 15")
+    assert "run:" not in out and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text", [b"lr: 0.1\nmethod: manifold\xe9\n", b"lr: [0.1,\n"])
+def test_a_config_file_that_is_not_utf8_or_not_yaml_is_one_line(tmp_path, capsys, no_data, text):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(text)
+    code, _, err = cli(["--config", str(config), "--device", "cpu", "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, str(config))
+    assert config.read_bytes() == text and list(tmp_path.iterdir()) == [config]

@@ -99,3 +99,19 @@ def test_to_dict_round_trips_through_resolve():
 
 def test_diff_lists_changed_fields():
     assert diff({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == ["b: 2 -> 3", "c: None -> 4"]
+
+
+def test_help_shows_choices_as_accepted_and_readable_metavars():
+    from ssl.train import SSLConfig
+
+    text = trainer_parser(SSLConfig, "python -m ssl.train", "", None).format_help()
+    assert "--method {manifold,input,supervised}" in text and "--consistency {prob,logit}" in text
+    assert "--val-size INT|none" in text and "--flip BOOL|none" in text and "--mix-points STR,..." in text
+    assert "--lr FLOAT" in text and "NONETYPE" not in text and "MANIFOLD" not in text
+
+
+def test_a_config_file_that_is_not_utf8_is_a_usage_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"lr: 0.5 # \xff\xfe\n")
+    with pytest.raises(UsageError, match=r"c.yaml is not UTF-8 text"):
+        resolve_config(Demo, path)
