@@ -6,8 +6,9 @@
 Per run, from its ``metrics.jsonl`` evaluations: test error at the best validation accuracy (the
 paper's protocol; the first of equal maxima), the median test error of the last ``--last``
 evaluations (FixMatch/USB), the final test error, and the test NLL at the best validation
-accuracy; the wall time when the run directory holds a ``wall_s`` file. Runs are grouped by their
-directory name with the seed suffix (``-s<N>``) removed; std is the sample standard deviation.
+accuracy; the wall time when a file ``<run_dir>.wall_s`` beside it (or ``wall_s`` in it) holds its
+seconds. Runs are grouped by their directory name with the seed suffix (``-s<N>``) removed; std is
+the sample standard deviation.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def run_numbers(run_dir: str | Path, last: int = 20) -> dict[str, float]:
         "test_nll_at_best_val": best.get("test_nll", float("nan")),
         "evaluations": len(evals),
     }
-    wall = Path(run_dir) / "wall_s"
-    if wall.is_file():
-        numbers["wall_min"] = float(wall.read_text()) / 60
+    for wall in (Path(f"{Path(run_dir)}.wall_s"), Path(run_dir) / "wall_s"):
+        if wall.is_file():
+            numbers["wall_min"] = float(wall.read_text()) / 60
+            break
     return numbers
 
 

@@ -1,5 +1,6 @@
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ def fake_run(path, val, test, nll=None, wall=None):
     ]
     (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines) + '{"step": 99, "val_')
     if wall is not None:
-        (path / "wall_s").write_text(str(wall))
+        Path(f"{path}.wall_s").write_text(str(wall))
     return path
 
 
