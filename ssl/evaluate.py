@@ -44,13 +44,13 @@ from torch import Tensor, nn
 from common.augment import Preprocess
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError, resolve_config
-from common.run import CHECKPOINT, CONFIG, load_checkpoint, resolve_device
+from common.run import CHECKPOINT, CONFIG, EVALUATION, load_checkpoint, resolve_device
 from ssl.train import SPLIT, SSLConfig, build_data, build_model
 
 ECE_BINS = 15
 KNN_K = 5
 DEFAULT_EPS = "8/255"
-RESULT = "evaluation.json"
+RESULT = EVALUATION
 
 
 @dataclasses.dataclass(frozen=True)
