@@ -82,3 +82,77 @@ def test_write_samples_rgb(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
     write_samples(images, tmp_path / "rgb")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "rgb" / "000001.png")), images[1])
+
+
+def no_generating(*args, **kwargs):
+    raise AssertionError("generated samples before checking the output")
+
+
+@pytest.fixture
+def generation_forbidden(monkeypatch):
+    import gan.sample
+
+    monkeypatch.setattr(gan.sample, "generate", no_generating)
+    monkeypatch.setattr(gan.sample, "generate_batches", no_generating, raising=False)
+
+
+def assert_one_line_exit_2(result, expect):
+    code, _, err = result
+    assert code == 2 and len(err.strip().splitlines()) == 1 and expect in err, err
+
+
+def test_unknown_output_kind_is_refused(checkpoint, tmp_path, main_in_process, generation_forbidden):
+    import gan.sample
+
+    result = main_in_process(gan.sample.main, checkpoint, "--num", "3", "--out", tmp_path / "x.txt", "--device", "cpu")
+    assert_one_line_exit_2(result, "unknown output kind '.txt'; write FILE.npz, or a folder of PNGs")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_under_a_file_are_refused(checkpoint, tmp_path, main_in_process, generation_forbidden):
+    import gan.sample
+
+    (tmp_path / "file").write_text("keep")
+    for out in ("x.npz", "pngs", "deeper/pngs/"):
+        argv = [checkpoint, "--num", "3", "--out", f"{tmp_path / 'file'}/{out}", "--device", "cpu"]
+        assert_one_line_exit_2(main_in_process(gan.sample.main, *argv), "file is a file, not a folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"] and (tmp_path / "file").read_text() == "keep"
+
+
+def test_sizes_that_cannot_fit_are_refused_before_generating(
+    checkpoint, tmp_path, main_in_process, generation_forbidden, monkeypatch
+):
+    import gan.sample
+
+    huge = "1000000000"
+    argv = [checkpoint, "--out", tmp_path / "s.npz", "--device", "cpu"]
+    assert_one_line_exit_2(main_in_process(gan.sample.main, *argv, "--num", huge, "--batch-size", huge), "GiB")
+    monkeypatch.setattr(gan.sample, "free_bytes", lambda path: 10_000)  # a nearly full disk
+    result = main_in_process(gan.sample.main, *argv, "--num", "1000")
+    assert_one_line_exit_2(result, "--num 1000 samples of 8x8x1 need about")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_samples_are_written_in_chunks_never_all_in_memory(checkpoint, tmp_path, main_in_process, monkeypatch):
+    import gan.sample
+
+    expected = generate(load_generator(checkpoint)[0], 7, batch_size=3, seed=4)
+    monkeypatch.setattr(gan.sample, "generate", no_generating)  # the all-in-memory path
+    for out in ("s.npz", "pngs/"):
+        argv = [checkpoint, "--num", "7", "--batch-size", "3", "--seed", "4", "--device", "cpu"]
+        assert main_in_process(gan.sample.main, *argv, "--out", tmp_path / out)[0] == 0
+    with np.load(tmp_path / "s.npz") as f:
+        assert np.array_equal(f["images"], expected)
+    pngs = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "pngs").iterdir())]
+    assert np.array_equal(np.stack(pngs)[..., None], expected)
+
+
+def test_an_interrupted_write_leaves_nothing(tmp_path):
+    def chunks():
+        yield np.zeros((2, 4, 4, 3), np.uint8)
+        raise KeyboardInterrupt
+
+    for out in ("s.npz", "pngs"):
+        with pytest.raises(KeyboardInterrupt):
+            write_samples(chunks(), tmp_path / out, 4)
+    assert list(tmp_path.iterdir()) == []
