@@ -6,6 +6,7 @@ from PIL import Image
 import gan.train as T
 from common.config import UsageError
 from gan.sample import generate, load_generator, write_samples
+from gan.sample import main as sample_main
 
 from conftest import ROOT, run_module
 
@@ -28,6 +29,8 @@ TINY_DIGITS = [
     "8",
     "--g-ema-decay",
     "0.5",
+    "--score-samples",
+    "0",  # these tests read the checkpoint; scoring at the end would train digits-cnn first
 ]
 
 
@@ -56,18 +59,17 @@ def test_generate_is_uint8_nhwc_and_deterministic(checkpoint):
     assert not np.array_equal(a, generate(G, 7, seed=2))
 
 
-def test_sample_command_writes_npz_and_png_folders_and_never_overwrites(checkpoint, tmp_path):
+def test_sample_command_writes_npz_and_png_folders_and_never_overwrites(checkpoint, tmp_path, main_in_process):
     npz = tmp_path / "s.npz"
     result = run_module("gan.sample", str(checkpoint), "--num", "5", "--out", str(npz), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     with np.load(npz) as f:
         assert f["images"].shape == (5, 8, 8, 1) and f["images"].dtype == np.uint8
-    again = run_module("gan.sample", str(checkpoint), "--num", "5", "--out", str(npz), "--device", "cpu")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    before = npz.read_bytes()
+    code, _, err = main_in_process(sample_main, checkpoint, "--num", "5", "--out", npz, "--device", "cpu")
+    assert code == 2 and "already exists" in err and npz.read_bytes() == before
     folder = tmp_path / "pngs"
-    assert (
-        run_module("gan.sample", str(checkpoint), "--num", "3", "--out", str(folder), "--device", "cpu").returncode == 0
-    )
+    assert main_in_process(sample_main, checkpoint, "--num", "3", "--out", folder, "--device", "cpu")[0] == 0
     assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
     assert np.asarray(Image.open(folder / "000000.png")).shape == (8, 8)
 

@@ -1,8 +1,9 @@
 """gan.score end to end with torch-fidelity's real InceptionV3 on random weights (values are meaningless,
 the plumbing, counts and caching are real), plus the digits extractor where speed matters.
 
-Inception on a CPU costs ~6 GFLOP per image, so every Inception test shares two sets of 24 images
-and a module-wide statistics cache; the whole file passes a few hundred images through it.
+Inception on a CPU costs ~6 GFLOP per image, so the Inception tests share two sets of 12 images and a
+module-wide statistics cache; the whole file passes about a hundred images through it. Command-line
+failures run ``main`` in-process (``main_in_process``) rather than paying a subprocess's imports.
 """
 
 import json
@@ -26,7 +27,7 @@ from common.features import DIGITS_EXTRACTOR, digits_extractor_weights
 from conftest import ROOT, run_module
 
 CPU = torch.device("cpu")
-N_SHARED = 24  # images per set in the shared Inception fixture: ~1 s each through Inception on one core
+N_SHARED = 12  # images per set in the shared Inception fixture: ~0.15 s CPU each through Inception
 
 
 def write_random_inception(path, seed):
@@ -127,7 +128,7 @@ def test_training_scores_at_the_end_with_the_digits_extractor(gan_run):
     assert summary["digits-cnn_fid"] == scored[0]["digits-cnn_fid"] and "scoring" not in summary
 
 
-def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights):
+def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights, main_in_process):
     x = images("smooth", 12, seed=1)
     np.savez(tmp_path / "s.npz", images=x.permute(0, 2, 3, 1).numpy())
     folder = tmp_path / "pngs"
@@ -139,14 +140,14 @@ def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights)
 
     out = tmp_path / "scores.json"
     args = [str(tmp_path / "s.npz"), "--ref", str(folder), "--device", "cpu", "--out", str(out)]
-    result = run_module("gan.score", *args, "--inception-weights", str(weights[0]), "--cache-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+    code, stdout, err = main_in_process(S.main, *args, "--inception-weights", weights[0], "--cache-dir", tmp_path)
+    assert code == 0, err
     data = json.loads(out.read_text())
     assert abs(data["frechet_inception_distance"]) < 1e-3  # the same pixels, lossless PNG: FID ~ 0
     p = data["protocol"]
     assert p["weights"]["sha256"] == S.sha256_file(weights[0]) and p["feature_extractor"] == S.INCEPTION
     assert p["samples"]["count"] == 12 and p["reference"]["count"] == 12 and p["isc_splits"] == 10
-    assert p["samples"]["sha256"] == p["reference"]["sha256"] and "FID" in result.stdout
+    assert p["samples"]["sha256"] == p["reference"]["sha256"] and "FID" in stdout
 
 
 def test_fid_matches_an_independent_computation():
@@ -300,7 +301,7 @@ def test_bad_inputs_are_usage_errors(tmp_path):
         S.score(images("smooth", 10), feature_extractor=DIGITS_EXTRACTOR, fid=False, device="cpu")
 
 
-def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path):
+def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path, main_in_process):
     train = S.load_samples("digits-train").images[:300]
     np.savez(tmp_path / "a.npz", images=train.permute(0, 2, 3, 1).numpy())
     out = tmp_path / "scores.json"
@@ -319,13 +320,13 @@ def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path):
     assert "NOT Inception" in result.stdout and "never Inception" in p["note"]
 
     def fails(*args, expect):  # as the user sees it: exit 2, one line, no traceback
-        r = run_module("gan.score", *args)
-        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr, r.stderr
+        code, _, err = main_in_process(S.main, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expect in err, err
 
     fails(*common, "--out", out, expect="already exists")
     fails(*common, "--no-download", "--out", tmp_path / "x.json", expect="6726825d.pth not found")
     assert not (tmp_path / "x.json").exists()
-    for args, expect in [  # the same errors in-process (a subprocess costs seconds of imports)
+    for args, expect in [  # the same errors from main itself
         ([str(tmp_path / "none.npz"), "--out", str(tmp_path / "y.json")], "does not exist"),
         ([*common, "--out", str(tmp_path / "no" / "such.json")], "does not exist"),
         ([str(tmp_path / "a.npz"), "--kid", "--out", str(tmp_path / "z.json")], "--kid needs a reference"),
