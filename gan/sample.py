@@ -240,6 +240,8 @@ def check_sizes(num: int, batch_size: int, shape: tuple[int, int, int], out: Pat
             "lower --batch-size"
         )
     size = num * pixels  # uncompressed; GAN samples hardly compress
+    if output_kind(out) == "png":
+        size += num * 4096  # a file system block per PNG at least
     if size > free_bytes(out):
         raise UsageError(
             f"--num {num} samples of {'x'.join(map(str, shape))} need about {size / 2**30:.1f} GiB, "

@@ -8,11 +8,14 @@
 SAMPLES is an ``.npz`` of uint8 NHWC images (key ``images``, or its only array), a folder of
 PNG/JPEG images, a ``gan.train`` checkpoint (``--num-samples`` are drawn from its generator), or a
 dataset split. IS uses 10 splits of SAMPLES; FID and KID compare SAMPLES with REF. Every result is
-written to a JSON file together with its protocol (counts, reference, extractor, weights hash,
-versions), because FID values are only comparable under the same protocol. docs/scores.md has more.
+written to a JSON file (``--out``, by default beside SAMPLES; for a dataset split, stdout only) together
+with its protocol (counts, reference, extractor, weights hash, versions), because FID values are only
+comparable under the same protocol. Inputs, weights, the output and the cache are all checked before
+any sample is generated or any feature extracted. docs/scores.md has more.
 
 Inception weights (``weights-inception-2015-12-05-6726825d.pth``) are looked up in this order:
 ``--inception-weights``, ``$MMIX_INCEPTION_WEIGHTS``, torch's hub cache; then downloaded if possible.
+Whatever their origin, they are read only with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from common.features import DIGITS_EXTRACTOR, cache_dir, digits_extractor_weight
 from common.run import progress, resolve_device
 from gan.sample import (
     _first_line,
+    available_memory,
     check_writable,
     generate,
     image_shape,
@@ -141,7 +145,14 @@ def prepare_samples(
         if num_samples <= 0:
             raise UsageError(f"--num-samples must be positive, got {num_samples}")
         G, _ = load_generator(path, ema=ema, device=device)
-        image_shape(G, device)  # a ring generator makes points, not images
+        shape = image_shape(G, device)  # a ring generator makes points, not images
+        # all samples stay in memory as uint8, with their features as float64 (Inception: 2048 + 1008)
+        need = num_samples * (int(np.prod(shape)) + 8 * (2048 + 1008))
+        if need > available_memory("cpu"):
+            raise UsageError(
+                f"--num-samples {num_samples} needs about {need / 2**30:.1f} GiB of memory, more than is free; "
+                "score fewer samples"
+            )
 
         def generated() -> Samples:
             images = torch.from_numpy(generate(G, num_samples, device=device, seed=seed)).permute(0, 3, 1, 2)

@@ -398,6 +398,10 @@ def test_score_checks_the_weights_before_generating_a_single_sample(gan_run, tmp
         S.main([*argv, "--no-download", "--out", str(tmp_path / "s.json")])
     assert time.perf_counter() - start < 2
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no JSON, no hub folder
+    huge = [str(gan_run / "checkpoint.pt"), "--num-samples", "1000000000", "--feature-extractor", DIGITS_EXTRACTOR]
+    with pytest.raises(UsageError, match="--num-samples 1000000000 needs about .* GiB of memory"):
+        S.main([*huge, "--no-fid", "--device", "cpu", "--out", str(tmp_path / "s.json")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, monkeypatch):
