@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from common.cli import ArgumentParser, run_main
+from common.config import UsageError
 
 DIGITS_EXTRACTOR = "digits-cnn"
 # The recipe is part of the cache key: change it and a new classifier is trained.
@@ -90,8 +91,16 @@ def digits_extractor_weights(directory: str | Path | None = None) -> Path:
     key = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(directory or cache_dir()) / f"digits-cnn-{key}.pt"
     if not path.is_file():
+        try:  # before training: a cache that cannot be written is reported in one line, not after the work
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(path.parent, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as e:
+            raise UsageError(
+                f"cannot write the digits-cnn cache in {path.parent} ({e.strerror or e}); "
+                "set MMIX_CACHE to a writable folder"
+            ) from None
         model, accuracy = train_digits_classifier()
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         torch.save({"model": model.state_dict(), "recipe": RECIPE, "test_accuracy": accuracy}, tmp)
         os.replace(tmp, path)

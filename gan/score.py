@@ -8,20 +8,26 @@
 SAMPLES is an ``.npz`` of uint8 NHWC images (key ``images``, or its only array), a folder of
 PNG/JPEG images, a ``gan.train`` checkpoint (``--num-samples`` are drawn from its generator), or a
 dataset split. IS uses 10 splits of SAMPLES; FID and KID compare SAMPLES with REF. Every result is
-written to a JSON file together with its protocol (counts, reference, extractor, weights hash,
-versions), because FID values are only comparable under the same protocol. docs/scores.md has more.
+written to a JSON file (``--out``, by default beside SAMPLES; for a dataset split, stdout only) together
+with its protocol (counts, reference, extractor, weights hash, versions), because FID values are only
+comparable under the same protocol. Inputs, weights, the output and the cache are all checked before
+any sample is generated or any feature extracted. docs/scores.md has more.
 
 Inception weights (``weights-inception-2015-12-05-6726825d.pth``) are looked up in this order:
 ``--inception-weights``, ``$MMIX_INCEPTION_WEIGHTS``, torch's hub cache; then downloaded if possible.
+Whatever their origin, they are read only with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
-from collections.abc import Sequence
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 import torch_fidelity
 from torch import Tensor
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
@@ -37,14 +43,25 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
-from common.data import IMAGE_SUFFIXES, load_dataset, read_images
+from common.data import load_dataset
 from common.features import DIGITS_EXTRACTOR, cache_dir, digits_extractor_weights
 from common.run import progress, resolve_device
+from gan.sample import (
+    _first_line,
+    available_memory,
+    check_writable,
+    generate,
+    image_shape,
+    load_generator,
+    read_folder,
+    read_npz,
+)
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = Path(URL_INCEPTION_V3).name
-# The published file's name carries the first 8 hex digits of its sha256 (torch hub's convention). The
-# full hash could not be checked here (no download), so the name's digits are what we compare.
+# The published file's name carries the first 8 hex digits of its sha256 (torch hub's convention). A
+# match is recorded in the protocol ("published"); it never changes how a file is loaded, since 8 hex
+# digits are easy to forge.
 INCEPTION_SHA256_PREFIX = INCEPTION_FILE.rsplit("-", 1)[-1].split(".")[0]
 WEIGHTS_ENV = "MMIX_INCEPTION_WEIGHTS"
 DATASET_SPLITS = {
@@ -86,7 +103,7 @@ def _checked(images: Tensor, source: str) -> Tensor:
     return images.cpu()
 
 
-def load_samples(
+def prepare_samples(
     spec: str | Path,
     *,
     num_samples: int = 50_000,
@@ -94,18 +111,22 @@ def load_samples(
     device: str | torch.device = "cpu",
     seed: int = 0,
     ema: bool = True,
-) -> Samples:
-    """Images from an .npz, a folder, a generator checkpoint or a dataset split (see module docstring).
+) -> Callable[[], Samples]:
+    """Check a samples spec cheaply and return the function that loads it (``load_samples``' first half).
 
-    ``num_samples``, ``seed`` (noise) and ``ema`` apply to checkpoints, ``data_dir`` to dataset
-    splits (default ``data/<dataset>``; digits need none).
+    Checked now: the path exists and is of a known kind, an .npz opens as a zip archive, a checkpoint
+    loads as a ``gan.train`` generator that makes images. The returned function reads or generates
+    the images, which is what takes time.
     """
     spec = str(spec)
     if spec in DATASET_SPLITS:
         name, split = DATASET_SPLITS[spec]
         directory = None if name == "digits" else str(data_dir or f"data/{name}")
-        images = load_dataset(name, directory, split).images
-        return Samples.of(images, spec, dataset=name, split=split, data_dir=directory)
+        if directory is not None and not Path(directory).is_dir():
+            raise UsageError(f"{spec}: dataset folder {directory} does not exist (pass --data-dir)")
+        return lambda: Samples.of(
+            load_dataset(name, directory, split).images, spec, dataset=name, split=split, data_dir=directory
+        )
     path = Path(spec)
     if not path.exists():
         raise UsageError(
@@ -113,62 +134,57 @@ def load_samples(
             f"or one of {', '.join(DATASET_SPLITS)})"
         )
     if path.is_dir():
-        return Samples.of(_from_folder(path), spec)
+        return lambda: Samples.of(read_folder(path), spec)
     if path.suffix == ".npz":
-        return Samples.of(_from_npz(path), spec)
+        try:
+            zipfile.ZipFile(path).close()
+        except (OSError, zipfile.BadZipFile) as e:  # truncated or not an .npz at all
+            raise UsageError(f"{path} cannot be read as .npz ({type(e).__name__}: {_first_line(e)})") from None
+        return lambda: Samples.of(read_npz(path), spec)
     if path.suffix in (".pt", ".pth"):
-        from gan.sample import generate, load_generator
-
         if num_samples <= 0:
             raise UsageError(f"--num-samples must be positive, got {num_samples}")
         G, _ = load_generator(path, ema=ema, device=device)
-        images = torch.from_numpy(generate(G, num_samples, device=device, seed=seed)).permute(0, 3, 1, 2)
-        return Samples.of(images, spec, checkpoint=str(path), seed=seed, ema=ema)
+        shape = image_shape(G, device)  # a ring generator makes points, not images
+        # all samples stay in memory as uint8, with their features as float64 (Inception: 2048 + 1008)
+        need = num_samples * (int(np.prod(shape)) + 8 * (2048 + 1008))
+        if need > available_memory("cpu"):
+            raise UsageError(
+                f"--num-samples {num_samples} needs about {need / 2**30:.1f} GiB of memory, more than is free; "
+                "score fewer samples"
+            )
+
+        def generated() -> Samples:
+            images = torch.from_numpy(generate(G, num_samples, device=device, seed=seed)).permute(0, 3, 1, 2)
+            return Samples.of(images, spec, checkpoint=str(path), seed=seed, ema=ema)
+
+        return generated
     raise UsageError(f"cannot read samples from {path}: use an .npz, an image folder or a checkpoint .pt")
 
 
-def _from_folder(path: Path) -> Tensor:
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UsageError(f"{path} holds no PNG or JPEG images")
-    try:
-        decoded = read_images(files)
-    except RuntimeError as e:
-        raise UsageError(f"an image in {path} cannot be decoded ({str(e).splitlines()[0]})") from None
-    if len({tuple(im.shape) for im in decoded}) != 1:
-        raise UsageError(f"images in {path} differ in size or channels; score images of one shape")
-    return torch.stack(decoded)
+def load_samples(spec: str | Path, **kwargs: object) -> Samples:
+    """Images from an .npz, a folder, a generator checkpoint or a dataset split (see module docstring).
+
+    Keyword arguments as for ``prepare_samples``: ``num_samples``, ``seed`` (noise) and ``ema`` apply
+    to checkpoints, ``data_dir`` to dataset splits (default ``data/<dataset>``; digits need none).
+    """
+    return prepare_samples(spec, **kwargs)()  # type: ignore[arg-type]
 
 
-def _from_npz(path: Path) -> Tensor:
-    try:
-        with np.load(path) as f:
-            if "images" in f.files:
-                array = f["images"]
-            elif len(f.files) == 1:
-                array = f[f.files[0]]
-            else:
-                raise UsageError(f"{path} holds {f.files}; name the image array 'images'")
-    except (OSError, ValueError, EOFError) as e:
-        raise UsageError(f"{path} cannot be read as .npz ({type(e).__name__})") from None
-    if array.dtype != np.uint8:
-        raise UsageError(f"{path}: images must be uint8 in 0..255, got {array.dtype}")
-    if array.ndim != 4 or array.shape[-1] not in (1, 3):
-        raise UsageError(f"{path}: images must be (N, H, W, C) with C = 1 or 3, got shape {array.shape}")
-    return torch.from_numpy(array).permute(0, 3, 1, 2)
-
-
-def as_samples(x: Samples | str | Path | np.ndarray | Tensor, what: str, **load: object) -> Samples:
-    """Samples from a spec (``load_samples``), a uint8 (N, H, W, C) array or a uint8 (N, C, H, W) tensor."""
+def as_samples(x: Samples | str | Path | np.ndarray | Tensor, what: str, **load: object) -> Callable[[], Samples]:
+    """A function giving Samples for a spec (checked now, see ``prepare_samples``), a uint8
+    (N, H, W, C) array or a uint8 (N, C, H, W) tensor."""
     if isinstance(x, Samples):
-        return x
+        return lambda: x
     if isinstance(x, np.ndarray):
         if x.ndim != 4 or x.shape[-1] not in (1, 3):
             raise UsageError(f"{what}: arrays must be (N, H, W, C) with C = 1 or 3, got shape {x.shape}")
-        return Samples.of(torch.from_numpy(x).permute(0, 3, 1, 2), f"{what} (array)")
+        s = Samples.of(torch.from_numpy(x).permute(0, 3, 1, 2), f"{what} (array)")
+        return lambda: s
     if isinstance(x, Tensor):
-        return Samples.of(x.detach(), f"{what} (tensor)")
-    return load_samples(x, **load)  # type: ignore[arg-type]
+        s = Samples.of(x.detach(), f"{what} (tensor)")
+        return lambda: s
+    return prepare_samples(x, **load)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,12 +209,18 @@ def find_inception_weights(path: str | Path | None = None, *, download: bool = T
     if download and not os.environ.get("MMIX_OFFLINE"):
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(20)
+        created = [p for p in (cached.parent, *cached.parent.parents) if not p.exists()]  # innermost first
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
             return cached
         except Exception as e:  # no network, proxy, disk: all mean "not available"
             reason = f"download failed: {type(e).__name__}"
+            for folder in created:  # leave no empty cache folders behind
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (another process uses it) or never made
+                    break
         finally:
             socket.setdefaulttimeout(previous)
     raise UsageError(
@@ -215,8 +237,36 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def load_inception(weights: str | Path, layers: Sequence[str]) -> FeatureExtractorInceptionV3:
+    """torch-fidelity's InceptionV3 with the state dict in ``weights``, read with ``weights_only=True``.
+
+    The file is never unpickled any other way: a pickle that would run code, or anything but plain
+    tensors, is a UsageError. torch-fidelity's constructor would ``torch.load`` its weights argument
+    with ``weights_only=False``, so it is handed an in-memory copy re-serialised here from the plain
+    tensors just read, never the file itself, and never a download.
+    """
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # an unsafe pickle, a truncated file, not a torch file
+        raise UsageError(
+            f"{weights} is not a plain weights file ({type(e).__name__}); get {URL_INCEPTION_V3}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UsageError(f"{weights} cannot be loaded as {INCEPTION} weights (not a state dict of tensors)")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return FeatureExtractorInceptionV3(INCEPTION, list(layers), feature_extractor_weights_path=buffer)
+
+
 class Extractor:
-    """A torch-fidelity feature extractor, its weights (and their sha256) and the layer each metric reads."""
+    """A feature extractor, its weights (and their sha256) and the layer each metric reads.
+
+    ``inception-v3-compat`` is built by ``load_inception`` (weights read with ``weights_only=True``);
+    other torch-fidelity extractors are refused, because their constructors unpickle weights or
+    fetch code unsafely; extractors registered by this package (``digits-cnn``) or by the caller
+    load their weights themselves.
+    """
 
     def __init__(self, name: str, weights: str | Path, device: str | torch.device = "cpu"):
         if name not in FEATURE_EXTRACTORS_REGISTRY:
@@ -224,24 +274,25 @@ class Extractor:
                 f"unknown feature extractor {name!r} (valid: {', '.join(sorted(FEATURE_EXTRACTORS_REGISTRY))})"
             )
         cls = FEATURE_EXTRACTORS_REGISTRY[name]
+        if name != INCEPTION and cls.__module__.startswith("torch_fidelity."):
+            raise UsageError(f"feature extractor {name!r} is not supported (use {INCEPTION} or {DIGITS_EXTRACTOR})")
         self.name, self.weights, self.sha256 = name, Path(weights), sha256_file(weights)
+        # the published file (protocol information only: every file is loaded the same safe way)
         self.official = name == INCEPTION and self.sha256.startswith(INCEPTION_SHA256_PREFIX)
         self.layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid")}
         self.device = torch.device(device)
-        if name == INCEPTION and not self.official:
-            # torch-fidelity unpickles the file with weights_only=False: anything but the published
-            # file must first load as plain tensors
-            try:
-                torch.load(weights, map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise UsageError(
-                    f"{weights} is not a plain weights file ({type(e).__name__}); get {URL_INCEPTION_V3}"
-                ) from None
+        layers = sorted(set(self.layers.values()))
         try:
-            module = cls(name, sorted(set(self.layers.values())), feature_extractor_weights_path=str(weights))
-        except Exception as e:  # wrong or truncated file: missing keys, shape mismatch, unpickling error
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-            raise UsageError(f"{weights} cannot be loaded as {name} weights ({type(e).__name__}: {first})") from None
+            if name == INCEPTION:
+                module = load_inception(weights, layers)
+            else:
+                module = cls(name, layers, feature_extractor_weights_path=str(weights))
+        except UsageError:
+            raise
+        except Exception as e:  # wrong or truncated file: missing keys, shape mismatch
+            raise UsageError(
+                f"{weights} cannot be loaded as {name} weights ({type(e).__name__}: {_first_line(e)})"
+            ) from None
         self.module = module.to(self.device).eval()
 
     @torch.no_grad()
@@ -331,9 +382,12 @@ def reference_statistics(
         out["features"] = features.float()
     if stats_path is not None:
         meta = {"identity": json.dumps(identity, sort_keys=True), "source": ref.source}
-        _save_npz(stats_path, mu=out["mu"], sigma=out["sigma"], **meta)
-        if kid:
-            _save_npz(features_path, features=out["features"].numpy(), **meta)
+        try:
+            _save_npz(stats_path, mu=out["mu"], sigma=out["sigma"], **meta)
+            if kid:
+                _save_npz(features_path, features=out["features"].numpy(), **meta)
+        except OSError as e:  # the statistics are computed: a cache that cannot be written costs time, not results
+            print(f"warning: reference statistics not cached in {cache} ({e.strerror or e})", file=sys.stderr)
     return out
 
 
@@ -350,8 +404,11 @@ def _cached(path: Path, identity: dict) -> bool:
 def _save_npz(path: Path, **arrays: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,6 +433,7 @@ def score(
     num_samples: int = 50_000,
     data_dir: str | Path | None = None,
     seed: int = 0,
+    ema: bool = True,
     cache: str | Path | None = "default",
     extractor: Extractor | None = None,
 ) -> dict:
@@ -384,8 +442,10 @@ def score(
     Args:
         samples, reference: ``Samples``, a spec for ``load_samples`` (an .npz, an image folder, a
             checkpoint, ``cifar10-train``/``cifar10-test``/``digits-train``/``digits-test``), a uint8
-            (N, H, W, C) numpy array or a uint8 (N, C, H, W) tensor. ``num_samples``, ``seed``
-            (checkpoints) and ``data_dir`` (dataset splits) are passed to ``load_samples``.
+            (N, H, W, C) numpy array or a uint8 (N, C, H, W) tensor. ``num_samples``, ``seed``, ``ema``
+            (checkpoints) and ``data_dir`` (dataset splits) are passed to ``load_samples``. Specs
+            are checked, then the extractor and its weights are loaded, and only then are images
+            read or generated.
         isc, fid, kid: which metrics. IS uses ``isc_splits`` splits (10 is the standard protocol);
             KID draws ``kid_subsets`` subsets of ``kid_subset_size`` from each side.
         feature_extractor: ``inception-v3-compat`` (the standard) or ``digits-cnn`` (8x8 digits
@@ -410,13 +470,18 @@ def score(
         raise UsageError("batch size, IS splits and KID subsets must be positive, the KID subset size above 1")
     if (fid or kid) and reference is None:
         raise UsageError("FID and KID need a reference (--ref); for IS alone pass --no-fid")
-    load = {"num_samples": num_samples, "data_dir": data_dir, "seed": seed}
     if extractor is None:
         device = resolve_device(str(device))
     else:
         device = extractor.device
-    samples = as_samples(samples, "samples", device=device, **load)
-    reference = None if reference is None else as_samples(reference, "reference", device=device, **load)
+    # every input is checked before anything slow: specs (cheap), then the weights, then the loading
+    load = {"num_samples": num_samples, "data_dir": data_dir, "seed": seed, "ema": ema, "device": device}
+    get_samples = as_samples(samples, "samples", **load)
+    get_reference = None if reference is None else as_samples(reference, "reference", **load)
+    if extractor is None:
+        extractor = make_extractor(feature_extractor, weights_path, download=download, device=device)
+    reference = None if get_reference is None else get_reference()
+    samples = get_samples()
     n = len(samples.images)
     if isc and n < isc_splits:
         raise UsageError(f"{n} samples cannot be split into {isc_splits} IS splits; score more samples")
@@ -425,8 +490,6 @@ def score(
             f"KID subsets of {kid_subset_size} need at least that many samples and reference images "
             f"(have {n} and {len(reference.images)}); lower --kid-subset-size"
         )
-    if extractor is None:
-        extractor = make_extractor(feature_extractor, weights_path, download=download, device=device)
     cache_path = None if cache is None else (cache_dir() if cache == "default" else Path(cache))
 
     out: dict = {}
@@ -539,7 +602,10 @@ def get_args_parser() -> ArgumentParser:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference statistics")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(
-        "--out", default=None, metavar="FILE", help="JSON file for the results (default: beside SAMPLES)"
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="JSON file for the results (default: beside SAMPLES; for a dataset split, stdout only)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return parser
@@ -547,52 +613,64 @@ def get_args_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    out = Path(args.out) if args.out else _default_out(args.samples, args.ref)
-    if out.exists() and not args.overwrite:  # checked before minutes of feature extraction, and again at the end
-        raise UsageError(f"{out} already exists; pass --overwrite or choose another --out")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
     if args.num_samples <= 0:
         raise UsageError(f"--num-samples must be positive, got {args.num_samples}")
     if args.kid and args.ref is None:
         raise UsageError("--kid needs a reference: pass --ref")
-    device = resolve_device(args.device)
-    load = {"num_samples": args.num_samples, "data_dir": args.data_dir, "device": device, "seed": args.seed}
-    samples = load_samples(args.samples, **load, ema=not args.no_ema)
-    reference = load_samples(args.ref, data_dir=args.data_dir) if args.ref else None
-    if reference is None and not args.no_fid:
+    # the output and the cache are checked before any input is read, generated or scored
+    out = Path(args.out) if args.out else _default_out(args.samples, args.ref)
+    if out is not None:
+        if out.is_dir():
+            raise UsageError(f"--out {out} is a folder; name a JSON file")
+        if out.exists() and not args.overwrite:  # checked again when writing
+            raise UsageError(f"{out} already exists; pass --overwrite or choose another --out")
+        if not out.parent.is_dir() and not out.parent.is_file():
+            raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+        check_writable(out, "--out")
+    cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else cache_dir()
+    if cache is not None and args.ref:
+        check_writable(cache / "reference-stats", "--cache-dir")
+    if args.ref is None and not args.no_fid:
         print("no --ref: FID skipped")
     result = score(
-        samples,
-        reference,
+        args.samples,
+        args.ref,
         isc=not args.no_isc,
-        fid=not args.no_fid and reference is not None,
+        fid=not args.no_fid and args.ref is not None,
         kid=args.kid,
         feature_extractor=args.feature_extractor,
         weights_path=args.inception_weights if args.feature_extractor == INCEPTION else None,
         download=not args.no_download,
-        device=device,
+        device=args.device,
         batch_size=args.batch_size,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
-        cache=None if args.no_cache else (args.cache_dir or "default"),
+        num_samples=args.num_samples,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        ema=not args.no_ema,
+        cache=cache,
     )
     print(format_table(result))
+    text = json.dumps(result, indent=2) + "\n"
+    if out is None:  # a dataset split has no folder to write beside: the JSON goes to stdout only
+        print(text, end="")
+        return 0
     try:
         with open(out, "w" if args.overwrite else "x") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
+            f.write(text)
     except FileExistsError:
         raise UsageError(f"{out} appeared while scoring; results not written (pass --overwrite)") from None
     print(f"wrote {out}")
     return 0
 
 
-def _default_out(samples: str, ref: str | None) -> Path:
-    """``<samples>-scores[-vs-<ref>].json`` beside SAMPLES (in the current folder for a dataset split)."""
+def _default_out(samples: str, ref: str | None) -> Path | None:
+    """``<samples>-scores[-vs-<ref>].json`` beside SAMPLES; None for a dataset split (stdout only)."""
+    if samples in DATASET_SPLITS:
+        return None
     path = Path(samples)
     tag = f"-vs-{Path(ref).stem}" if ref else ""
-    if samples in DATASET_SPLITS:
-        return Path(f"{samples}-scores{tag}.json")
     return path.parent / f"{path.stem if path.is_file() else path.name}-scores{tag}.json"
 
 

@@ -65,3 +65,22 @@ def signal_after(base: type, polls: int, signum: int) -> type:
             pass
 
     return SignalAfter
+
+
+@pytest.fixture
+def main_in_process(capsys):
+    """``run(main, *argv) -> (exit code, stdout, stderr)``: a command's ``main`` through ``common.cli.run_main``
+    as ``python -m`` would run it, without a subprocess's seconds of imports. A traceback propagates."""
+    from common.cli import run_main
+
+    def run(main, *argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            run_main(main, [str(a) for a in argv], prog="prog")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

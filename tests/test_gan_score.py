@@ -1,8 +1,9 @@
 """gan.score end to end with torch-fidelity's real InceptionV3 on random weights (values are meaningless,
 the plumbing, counts and caching are real), plus the digits extractor where speed matters.
 
-Inception on a CPU costs ~6 GFLOP per image, so every Inception test shares two sets of 24 images
-and a module-wide statistics cache; the whole file passes a few hundred images through it.
+Inception on a CPU costs ~6 GFLOP per image, so the Inception tests share two sets of 12 images and a
+module-wide statistics cache; the whole file passes about a hundred images through it. Command-line
+failures run ``main`` in-process (``main_in_process``) rather than paying a subprocess's imports.
 """
 
 import json
@@ -26,6 +27,7 @@ from common.features import DIGITS_EXTRACTOR, digits_extractor_weights
 from conftest import ROOT, run_module
 
 CPU = torch.device("cpu")
+N_SHARED = 12  # images per set in the shared Inception fixture: ~0.15 s CPU each through Inception
 
 
 def write_random_inception(path, seed):
@@ -76,8 +78,8 @@ def images(kind, n=100, seed=0):
 @pytest.fixture(scope="module")
 def inception_results(extractor, stats_cache):
     """FID(A, A) and FID(B, A): A's reference statistics are computed once, then read from the cache."""
-    a = S.Samples.of(images("smooth"), "smooth")
-    b = S.Samples.of(images("noise"), "noise")
+    a = S.Samples.of(images("smooth", N_SHARED), "smooth")
+    b = S.Samples.of(images("noise", N_SHARED), "noise")
     same = S.score(a, a, extractor=extractor, cache=stats_cache, isc_splits=3)
     different = S.score(b, a, extractor=extractor, cache=stats_cache, isc_splits=3)
     return same, different
@@ -88,7 +90,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_of_different_sets_positive(incepti
     assert different["frechet_inception_distance"] > 0
     assert abs(same["frechet_inception_distance"]) < 1e-6 * different["frechet_inception_distance"]
     assert same["inception_score_mean"] > 1
-    assert same["protocol"]["samples"]["count"] == 100 and same["protocol"]["isc_splits"] == 3
+    assert same["protocol"]["samples"]["count"] == N_SHARED and same["protocol"]["isc_splits"] == 3
     assert same["protocol"]["reference"]["statistics"] == "computed"
     assert different["protocol"]["reference"]["statistics"] == "cached"
     assert same["protocol"]["comparable_to_inception_scores"] is True
@@ -110,7 +112,7 @@ def test_checkpoint_samples_through_inception(gan_run, extractor, stats_cache, i
     assert generated.images.shape == (10, 1, 8, 8) and generated.images.dtype == torch.uint8
     again = S.load_samples(gan_run / "checkpoint.pt", num_samples=10, seed=3)
     assert torch.equal(generated.images, again.images)  # the seed fixes the noise
-    reference = S.Samples.of(images("smooth"), "smooth")  # its statistics are cached by inception_results
+    reference = S.Samples.of(images("smooth", N_SHARED), "smooth")  # statistics cached by inception_results
     result = S.score(generated, reference, extractor=extractor, cache=stats_cache, isc_splits=2)  # grey as RGB
     assert result["inception_score_mean"] >= 1 and result["frechet_inception_distance"] > 0
     assert result["protocol"]["reference"]["statistics"] == "cached"
@@ -126,7 +128,7 @@ def test_training_scores_at_the_end_with_the_digits_extractor(gan_run):
     assert summary["digits-cnn_fid"] == scored[0]["digits-cnn_fid"] and "scoring" not in summary
 
 
-def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights):
+def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights, main_in_process):
     x = images("smooth", 12, seed=1)
     np.savez(tmp_path / "s.npz", images=x.permute(0, 2, 3, 1).numpy())
     folder = tmp_path / "pngs"
@@ -138,14 +140,14 @@ def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights)
 
     out = tmp_path / "scores.json"
     args = [str(tmp_path / "s.npz"), "--ref", str(folder), "--device", "cpu", "--out", str(out)]
-    result = run_module("gan.score", *args, "--inception-weights", str(weights[0]), "--cache-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+    code, stdout, err = main_in_process(S.main, *args, "--inception-weights", weights[0], "--cache-dir", tmp_path)
+    assert code == 0, err
     data = json.loads(out.read_text())
     assert abs(data["frechet_inception_distance"]) < 1e-3  # the same pixels, lossless PNG: FID ~ 0
     p = data["protocol"]
     assert p["weights"]["sha256"] == S.sha256_file(weights[0]) and p["feature_extractor"] == S.INCEPTION
     assert p["samples"]["count"] == 12 and p["reference"]["count"] == 12 and p["isc_splits"] == 10
-    assert p["samples"]["sha256"] == p["reference"]["sha256"] and "FID" in result.stdout
+    assert p["samples"]["sha256"] == p["reference"]["sha256"] and "FID" in stdout
 
 
 def test_fid_matches_an_independent_computation():
@@ -299,7 +301,7 @@ def test_bad_inputs_are_usage_errors(tmp_path):
         S.score(images("smooth", 10), feature_extractor=DIGITS_EXTRACTOR, fid=False, device="cpu")
 
 
-def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path):
+def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path, main_in_process):
     train = S.load_samples("digits-train").images[:300]
     np.savez(tmp_path / "a.npz", images=train.permute(0, 2, 3, 1).numpy())
     out = tmp_path / "scores.json"
@@ -318,13 +320,13 @@ def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path):
     assert "NOT Inception" in result.stdout and "never Inception" in p["note"]
 
     def fails(*args, expect):  # as the user sees it: exit 2, one line, no traceback
-        r = run_module("gan.score", *args)
-        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr, r.stderr
+        code, _, err = main_in_process(S.main, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expect in err, err
 
     fails(*common, "--out", out, expect="already exists")
     fails(*common, "--no-download", "--out", tmp_path / "x.json", expect="6726825d.pth not found")
     assert not (tmp_path / "x.json").exists()
-    for args, expect in [  # the same errors in-process (a subprocess costs seconds of imports)
+    for args, expect in [  # the same errors from main itself
         ([str(tmp_path / "none.npz"), "--out", str(tmp_path / "y.json")], "does not exist"),
         ([*common, "--out", str(tmp_path / "no" / "such.json")], "does not exist"),
         ([str(tmp_path / "a.npz"), "--kid", "--out", str(tmp_path / "z.json")], "--kid needs a reference"),
@@ -351,3 +353,121 @@ def test_training_logs_once_that_scoring_is_skipped_without_weights(tmp_path):
     assert len(skipped) == 1 and "Inception weights" in skipped[0]["scoring"]
     assert not any("fid" in m for m in lines)
     assert "scoring skipped" in json.loads((out / "summary.json").read_text())["scoring"]
+
+
+class RunsCode:
+    """Unpickling this writes a marker file: what a malicious weights file could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_a_weights_file_that_would_run_code_is_never_unpickled_even_under_the_published_name(tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    weights = hub / "checkpoints" / S.INCEPTION_FILE
+    marker = tmp_path / "marker"
+    torch.save({"fc.weight": RunsCode(marker)}, weights)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    # a file whose sha256 starts with the published 8 hex digits (a few billion tries to forge)
+    monkeypatch.setattr(S, "INCEPTION_SHA256_PREFIX", S.sha256_file(weights)[:8])
+    with pytest.raises(UsageError, match=f"{S.INCEPTION_FILE} is not a plain weights file"):
+        S.make_extractor(S.INCEPTION, download=False)
+    with pytest.raises(UsageError, match="is not a plain weights file"):
+        S.Extractor(S.INCEPTION, weights, CPU)
+    assert not marker.exists()
+
+
+def test_score_checks_the_weights_before_generating_a_single_sample(gan_run, tmp_path, monkeypatch):
+    import time
+
+    import gan.sample
+
+    def no_generating(*args, **kwargs):
+        raise AssertionError("generated samples before checking the weights")
+
+    monkeypatch.setattr(gan.sample, "generate", no_generating)
+    monkeypatch.setattr(S, "generate", no_generating, raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    argv = [str(gan_run / "checkpoint.pt"), "--num-samples", "50000", "--no-fid", "--device", "cpu"]
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=f"{S.INCEPTION_FILE} not found"):
+        S.main([*argv, "--no-download", "--out", str(tmp_path / "s.json")])
+    assert time.perf_counter() - start < 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no JSON, no hub folder
+    huge = [str(gan_run / "checkpoint.pt"), "--num-samples", "1000000000", "--feature-extractor", DIGITS_EXTRACTOR]
+    with pytest.raises(UsageError, match="--num-samples 1000000000 needs about .* GiB of memory"):
+        S.main([*huge, "--no-fid", "--device", "cpu", "--out", str(tmp_path / "s.json")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("keep")
+    np.savez(tmp_path / "a.npz", images=np.zeros((20, 8, 8, 1), np.uint8))
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setattr(S.Extractor, "__call__", mock.Mock(side_effect=AssertionError("features extracted")))
+    common = [str(tmp_path / "a.npz"), "--ref", "digits-test", "--feature-extractor", DIGITS_EXTRACTOR]
+    for args, expect in [
+        (["--cache-dir", str(tmp_path / "file" / "cache"), "--out", str(tmp_path / "s.json")], "is a file, not a"),
+        (["--out", str(tmp_path / "file" / "s.json")], "file is a file, not a folder"),
+        (["--out", str(tmp_path / "folder"), "--overwrite"], "is a folder; name a JSON file"),
+    ]:
+        with pytest.raises(UsageError, match=expect):
+            S.main([*common, "--device", "cpu", *args])
+    assert (tmp_path / "file").read_text() == "keep" and list((tmp_path / "folder").iterdir()) == []
+
+
+def test_unwritable_cache_is_one_line_before_work(tmp_path, main_in_process, monkeypatch):
+    (tmp_path / "file").write_text("keep")
+    np.savez(tmp_path / "a.npz", images=np.zeros((20, 8, 8, 1), np.uint8))
+    monkeypatch.setattr(S.Extractor, "__call__", mock.Mock(side_effect=AssertionError("features extracted")))
+    args = [str(tmp_path / "a.npz"), "--ref", "digits-test", "--feature-extractor", DIGITS_EXTRACTOR, "--device", "cpu"]
+    code, _, err = main_in_process(S.main, *args, "--cache-dir", tmp_path / "file" / "c", "--out", tmp_path / "s.json")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--cache-dir" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "file"] and (tmp_path / "file").read_text() == "keep"
+
+
+def test_a_dataset_split_writes_no_json_into_the_working_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert S.main(["digits-test", "--feature-extractor", DIGITS_EXTRACTOR, "--device", "cpu"]) == 0
+    assert list(tmp_path.iterdir()) == []
+    printed = capsys.readouterr().out
+    data = json.loads(printed[printed.index("{") :])  # the table, then the JSON: stdout only
+    assert data["protocol"]["samples"]["source"] == "digits-test" and data["inception_score_mean"] > 1
+
+
+def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.delenv("MMIX_OFFLINE", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch" / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(UsageError, match="download failed: OSError"):
+        S.find_inception_weights()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "torch" / "hub" / "other").mkdir(parents=True)  # folders that were there before stay
+    with pytest.raises(UsageError, match="download failed"):
+        S.find_inception_weights()
+    assert sorted(p.name for p in (tmp_path / "torch" / "hub").iterdir()) == ["other"]
+
+
+def test_a_truncated_or_corrupt_npz_is_one_line_naming_the_file(tmp_path, main_in_process):
+    x = np.random.default_rng(0).integers(0, 256, (50, 8, 8, 1), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "good.npz", images=x)
+    data = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0xFF  # inside the compressed array
+    (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
+    for name in ("cut.npz", "flipped.npz"):
+        with pytest.raises(UsageError, match=f"{name} cannot be read as .npz") as e:
+            S.load_samples(tmp_path / name)
+        assert "\n" not in str(e.value)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = main_in_process(S.main, tmp_path / "cut.npz", "--no-fid", "--out", tmp_path / "s.json")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cut.npz cannot be read" in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no s.json, inputs untouched
