@@ -99,3 +99,31 @@ def test_to_dict_round_trips_through_resolve():
 
 def test_diff_lists_changed_fields():
     assert diff({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == ["b: 2 -> 3", "c: None -> 4"]
+
+
+@pytest.mark.parametrize(
+    "value, bounds, message",
+    [
+        (float("nan"), {"gt": 0}, "--x must be a finite number > 0, got nan"),
+        (float("inf"), {}, "--x must be a finite number, got inf"),
+        (-1.0, {"ge": 0, "lt": 1}, "--x must be a finite number >= 0 and < 1, got -1.0"),
+        (1.0, {"ge": 0, "lt": 1}, "--x must be a finite number >= 0 and < 1, got 1.0"),
+        (0, {"ge": 1}, "--x must be an integer >= 1, got 0"),
+    ],
+)
+def test_check_number_refuses_non_finite_and_out_of_range_values(value, bounds, message):
+    from common.config import check_number
+
+    with pytest.raises(UsageError) as e:
+        check_number("--x", value, **bounds)
+    assert str(e.value) == message
+
+
+def test_check_number_accepts_values_in_range():
+    from common.config import check_number
+
+    check_number("--x", 0.5, gt=0, le=1)
+    check_number("--x", 1.0, gt=0, le=1)
+    check_number("--x", 10**30, ge=0)  # a huge int is finite
+    with pytest.raises(TypeError):
+        check_number("--x", 1.0, above=0)
