@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import operator
 import types
 import typing
 from pathlib import Path
@@ -197,3 +199,20 @@ def check(condition: bool, message: str) -> None:
     """Raise UsageError(message) unless condition; for range checks in ``__post_init__``."""
     if not condition:
         raise UsageError(message)
+
+
+_BOUNDS = {"gt": (">", operator.gt), "ge": (">=", operator.ge), "lt": ("<", operator.lt), "le": ("<=", operator.le)}
+
+
+def check_number(flag: str, value: float, **bounds: float) -> None:
+    """Raise UsageError unless ``value`` is finite (nan and inf never pass) and meets every bound:
+    ``check_number("--momentum", m, ge=0, lt=1)`` -> "--momentum must be a finite number >= 0 and < 1, got nan"."""
+    unknown = set(bounds) - set(_BOUNDS)
+    if unknown:
+        raise TypeError(f"unknown bounds {sorted(unknown)}; use gt, ge, lt, le")
+    finite = isinstance(value, int) or math.isfinite(value)
+    if finite and all(_BOUNDS[k][1](value, b) for k, b in bounds.items()):
+        return
+    want = " and ".join(f"{_BOUNDS[k][0]} {b:g}" for k, b in bounds.items())
+    kind = "an integer" if isinstance(value, int) else "a finite number"
+    raise UsageError(f"{flag} must be {kind} {want}, got {value}".replace("  ", " ").replace(" ,", ","))

@@ -16,6 +16,9 @@ ordinary loss, which never sees a mix.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,12 +30,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from common.cli import run_main, start_run, trainer_parser
-from common.config import UsageError, check, opt, to_dict
+from common.config import UsageError, check, check_number, opt, to_dict
 from common.data import load_dataset
 from common.dist import NO_DIST, Dist, agree_to_stop, barrier, init_distributed, mean_over_ranks, shard, shutdown, wrap
 from common.dist import in_sync as ranks_in_sync
+from common.guard import FLOAT_BYTES, check_memory, footprint, non_finite, weights_finite
 from common.mixup import resolve_points
-from common.run import StopSignal, progress, provenance, rng_state, seed_everything, set_rng_state
+from common.run import Run, StopSignal, progress, provenance, rng_state, seed_everything, set_rng_state
 from common.sampler import BatchStream
 from common.speed import PLAIN, Speed, fused_kwargs, maybe_compile
 from common.staged import StagedNet
@@ -41,6 +45,7 @@ from gan.nets import Discriminator, Generator
 from gan.toy import MLPDiscriminator, MLPGenerator, mode_metrics, ring_modes, sample_ring
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "gan"
+NON_FINITE_EXIT = 3  # exit code of a run stopped because its losses or weights turned nan/inf
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,24 @@ class GANConfig:
     compile: bool | None = opt(None, "torch.compile both networks (falls back to eager if it fails)")
 
     def __post_init__(self) -> None:
+        # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
+        # Sizes that depend on the data or on memory are checked in check_sizes, before anything is written.
+        check_number("--ring-sigma", self.ring_sigma, gt=0)
         check(all(p in PAIRS for p in self.mix_pairs), f"--mix-pairs: use some of {', '.join(PAIRS)}")
         check(len(self.mix_pairs) > 0 or not self.mix, "--mix-pairs must name at least one pair type")
-        check(self.mix_alpha > 0, "--mix-alpha must be positive")
+        check_number("--mix-alpha", self.mix_alpha, gt=0)
         check(self.mix_lam == "beta" or self.mix_alpha <= 1, "--mix-lam uniform draws λ from (0, α): needs α <= 1")
+        check_number("--mix-weight", self.mix_weight, ge=0)
         check(self.steps > 0 and self.n_dis > 0, "--steps and --n-dis must be positive")
         check(self.batch_size > 0 and self.g_batch_size > 0, "batch sizes must be positive")
+        check_number("--lr-d", self.lr_d, gt=0)
+        check_number("--lr-g", self.lr_g, gt=0)
+        check_number("--beta1", self.beta1, ge=0, lt=1)
+        check_number("--beta2", self.beta2, ge=0, lt=1)
         check(0 <= self.g_ema_decay < 1, "--g-ema-decay must be in [0, 1)")
         check(min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "intervals must be positive")
+        check(self.eval_every >= 0, "--eval-every must be >= 0 (0 = only at the end)")
+        check(self.eval_samples >= 1, f"--eval-samples must be >= 1, got {self.eval_samples}")
         check(self.score_every >= 0, "--score-every must be >= 0 (0 = only at the end)")
         check(self.score_samples == 0 or self.score_samples >= 10, "--score-samples: 0 (off) or >= 10 (10 IS splits)")
         check(
@@ -113,7 +128,10 @@ class GANConfig:
         )
         check(self.d_plain >= 0, f"--d-plain must be >= 0, got {self.d_plain}")
         check(self.mlp_hidden >= 1 and self.mlp_layers >= 1, "--mlp-hidden and --mlp-layers must be >= 1")
-        check(self.ring_sigma > 0, f"--ring-sigma must be positive, got {self.ring_sigma}")
+        # Caps that keep the up-front memory estimate instant; no useful network comes near them.
+        check(max(self.g_blocks, self.d_down) <= 16, "--g-blocks and --d-down double or halve the size: at most 16")
+        check(max(self.d_plain, self.mlp_layers) <= 1000, "--d-plain and --mlp-layers must be at most 1000")
+        check_number("--seed", self.seed, ge=0, lt=2**63)
 
 
 def get_args_parser():
@@ -130,10 +148,12 @@ class RealBatches:
 
     def __init__(self, cfg: GANConfig, device: torch.device, d: Dist = NO_DIST, say: Callable = print):
         self.cfg, self.device, self.d = cfg, device, d
+        self.num_images: int | None = None  # the ring's points are drawn afresh: no finite set
         if cfg.dataset == "ring":
             self.shape: tuple[int, ...] = (2,)
             return
         train = load_dataset(cfg.dataset, cfg.data_dir, "train", download=cfg.download)
+        self.num_images = len(train)
         self.images = train.images.to(device)
         self.shape = tuple(train.images.shape[1:])
         self.stream = BatchStream(torch.arange(len(train)), cfg.batch_size, cfg.seed, stream=2, device=device)
@@ -182,6 +202,39 @@ def build_discriminator(cfg: GANConfig, shape: Sequence[int]) -> StagedNet:
     if cfg.dataset == "ring":
         return MLPDiscriminator(cfg.mlp_hidden, cfg.mlp_layers, cfg.spectral_norm)
     return Discriminator(shape[0], cfg.d_channels, cfg.d_down, cfg.d_plain, cfg.spectral_norm)
+
+
+def check_sizes(cfg: GANConfig, shape: Sequence[int], num_images: int | None, device: torch.device) -> None:
+    """Refuse, in one line, a real batch larger than the training set, more halvings of D than the image
+    allows, and a run whose rough memory estimate (common/guard.py) exceeds all of ``device``'s memory."""
+    if num_images is not None:
+        check(
+            cfg.batch_size <= num_images,
+            f"--batch-size {cfg.batch_size} is larger than the {num_images} training images; use at most {num_images}",
+        )
+        check(
+            shape[1] >> cfg.d_down >= 1,
+            f"--d-down {cfg.d_down}: D cannot halve {shape[1]}-pixel images that often; use at most "
+            f"{shape[1].bit_length() - 1}",
+        )
+    g_params, g_values = footprint(lambda: build_generator(cfg, shape), (cfg.z_dim,))
+    plain = dataclasses.replace(cfg, spectral_norm=False)  # the same parameter count, a faster estimate
+    d_params, d_values = footprint(lambda: build_discriminator(plain, shape), shape)
+    mixes = len(cfg.mix_pairs) if cfg.mix else 0
+    d_update = (g_values + d_values * (2 + mixes)) * cfg.batch_size  # G's fakes, then D on real, fake and mixes
+    g_update = (g_values + d_values) * cfg.g_batch_size
+    evaluation = g_values * max(cfg.eval_samples if cfg.dataset == "ring" else 0, 64)
+    weights = (g_params + d_params) * 4 + g_params * (cfg.g_ema_decay > 0)  # weights, grads, Adam's two moments
+    values = weights + max(d_update, g_update, evaluation)
+    size = math.prod(shape)
+    resident = (num_images or 0) * size + (cfg.score_samples * size if cfg.dataset != "ring" else 0)  # uint8
+    check_memory(
+        FLOAT_BYTES * values + resident,
+        device,
+        f"G ({g_params / 1e6:,.1f}M parameters) and D ({d_params / 1e6:,.1f}M) with batches of {cfg.batch_size} "
+        f"(D) and {cfg.g_batch_size} (G)",
+        "lower --batch-size, --g-batch-size, --z-dim, the channels or --eval-samples/--score-samples",
+    )
 
 
 def mixing_points(cfg: GANConfig, D: StagedNet) -> tuple[int, ...]:
@@ -329,6 +382,7 @@ def evaluate(G: nn.Module, cfg: GANConfig, device: torch.device, scorer=None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    t_start = time.perf_counter()
     args = get_args_parser().parse_args(argv)
     d, device = init_distributed(args.device)
     cfg, run, resuming = start_run(GANConfig, args, "gan", rank=d.rank, world=d.world, barrier=lambda: barrier(d))
@@ -337,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
 
     real = RealBatches(cfg, device, d, say)
+    check_sizes(cfg, real.shape, real.num_images, device)
+    reference = explicit_reference(cfg)  # every rank: a bad --score-ref stops them all before anything is written
     G = speed.module(build_generator(cfg, real.shape).to(device))
     D = speed.module(build_discriminator(cfg, real.shape).to(device))
     nets = Nets(G, D, maybe_compile(wrap(G, d, device), speed), maybe_compile(wrap(D, d, device), speed))
@@ -349,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mixing = ", ".join(D.mix_points[k] for k in points) or "none"
     say(
         f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
-        f"parameters | loss {cfg.loss} | mixing points: {mixing} | {speed.describe()}"
+        f"parameters | loss {cfg.loss} | {'mixing points: ' + mixing if points else 'no mixup'} | {speed.describe()}"
     )
 
     run.begin()  # setup worked: only now is --out created (or an old run there replaced)
@@ -391,10 +447,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             state["generator_ema"] = G_ema.state_dict()
         run.save_checkpoint(state)
 
-    scorer, skipped = make_scorer(cfg, device) if d.main else (None, None)
+    scorer, skipped = make_scorer(cfg, device, reference) if d.main else (None, None)
     if skipped:
         say(skipped)
         run.log(step=step, scoring=skipped)
+    last_good = step if resuming else None  # the update of the checkpoint on disk that has finite weights
+    wall_before = previous_wall_time(run)  # wall time of earlier sessions of a resumed run
+
+    def save_if_finite() -> bool:
+        """Write a checkpoint unless the weights turned non-finite (then keep the last good one)."""
+        nonlocal last_good
+        if not weights_finite(G, D, G_ema):  # one sync, beside the many of writing a checkpoint
+            return False
+        checkpoint()
+        last_good = step
+        return True
+
+    def stop_non_finite(what: str) -> int:
+        """Stop a run whose losses or weights are nan/inf: say so, mark the summary failed, exit 3."""
+        kept = (
+            f"the last good checkpoint is update {last_good}'s ({run.checkpoint_path})"
+            if last_good is not None
+            else "no checkpoint was written before it"
+        )
+        message = (
+            f"stopped: {what} at update {step}; {kept}; lower --lr-d/--lr-g (now {cfg.lr_d:g}/{cfg.lr_g:g}) "
+            "and start over with --overwrite"
+        )
+        run.write_summary(
+            {
+                "status": "failed",
+                "reason": message,
+                "steps": step,
+                "last_good_checkpoint_update": last_good,
+                "run_dir": str(run.out),
+                "wall_time_s": wall_before + time.perf_counter() - t_start,
+            }
+        )
+        if d.main:
+            tqdm.write(f"python -m gan.train: {message}", file=sys.stderr)
+        shutdown(d)
+        return NON_FINITE_EXIT
+
     t_log, step_log = time.perf_counter(), step
     with StopSignal() as stop, progress(cfg.steps if d.main else 0, step, "gan") as bar:
         while step < cfg.steps:
@@ -415,12 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meter = {}
                 rate = (step - step_log) * cfg.n_dis * cfg.batch_size / (time.perf_counter() - t_log)
                 t_log, step_log = time.perf_counter(), step
-                run.log(step=step, lr_g=opt_g.param_groups[0]["lr"], **logged, time={"real_per_s": rate})
-                say(
-                    f"step {step}/{cfg.steps} | "
-                    + " | ".join(f"{k} {v:.4f}" for k, v in logged.items())
-                    + f" | {rate:.0f} real/s",
-                )
+                times = {"real_per_s": rate, "wall_s": wall_before + time.perf_counter() - t_start}
+                run.log(step=step, lr_g=opt_g.param_groups[0]["lr"], **logged, time=times)
+                say(log_line(step, cfg, logged, rate))
+                bad = non_finite(logged)  # already on the host: no extra sync
+                if bad:
+                    return stop_non_finite("a non-finite loss (" + ", ".join(f"{k} {logged[k]}" for k in bad) + ")")
             t_other = time.perf_counter()
             if d.main and (step % cfg.sample_every == 0 or step == cfg.steps):
                 save_visual(sampler, fixed_z, cfg, run.out / "samples" / f"step{step:07d}.png")
@@ -430,11 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if metrics:
                     run.log(step=step, **metrics)
                     say(f"step {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                checkpoint()
+            if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and not save_if_finite():
+                return stop_non_finite("the weights are not finite")
             t_log += time.perf_counter() - t_other  # throughput counts training only
             if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
-                checkpoint()
+                if not save_if_finite():
+                    return stop_non_finite("the weights are not finite")
                 say(f"stopped at update {step}; continue with: {run.resume_command()}")
                 shutdown(d)
                 return stop.exit_code
@@ -443,7 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     final = [m for m in run.metrics() if m.get("step") == step and "time" not in m]
     summary = {k: v for m in final for k, v in m.items() if k != "step"}
     summary |= {
+        "status": "completed",
         "steps": step,
+        "run_dir": str(run.out),
+        "wall_time_s": round(wall_before + time.perf_counter() - t_start, 1),
         "mixing_points": mixing,
         "ranks": d.world,
         "ranks_in_sync": in_sync,
@@ -453,12 +551,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         summary["scoring"] = skipped
     run.write_summary(summary)
-    say("summary: " + " | ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    say(summary_line(summary))
     shutdown(d)
     return 0
 
 
-def make_scorer(cfg: GANConfig, device: torch.device) -> tuple[Callable | None, str | None]:
+def log_line(step: int, cfg: GANConfig, losses: dict[str, float], rate: float) -> str:
+    """Every term of D's loss (the mixup term raw and weighted) and G's, and D's mean logits."""
+    d_terms = f"D loss {losses['d_loss']:.4f}"
+    if "d_mix" in losses:
+        weighted = cfg.mix_weight * losses["d_mix"]
+        d_terms = (
+            f"D loss {losses['d_loss'] + weighted:.4f} (gan {losses['d_loss']:.4f}, "
+            f"mix {losses['d_mix']:.4f} × {cfg.mix_weight:g} = {weighted:.4f})"
+        )
+    return (
+        f"step {step}/{cfg.steps} | {d_terms} | G loss {losses['g_loss']:.4f} | "
+        f"D(real) {losses['d_real']:.3f}, D(fake) {losses['d_fake']:.3f} (mean logits) | {rate:.0f} real/s"
+    )
+
+
+def summary_line(summary: dict) -> str:
+    """The final numbers, then the wall time and the run directory."""
+    skip = ("status", "run_dir", "wall_time_s")
+    shown = [
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in summary.items()
+        if k not in skip and not isinstance(v, dict)
+    ]
+    m, s = divmod(round(summary["wall_time_s"]), 60)
+    wall = f"{m // 60}:{m % 60:02d}:{s:02d}"
+    return f"summary: {' | '.join(shown)} | wall time {wall} | run directory {summary['run_dir']}"
+
+
+def previous_wall_time(run: Run) -> float:
+    """Wall time, in seconds, that earlier sessions of a resumed run logged (0 for a new run)."""
+    times = [m["time"].get("wall_s", 0.0) for m in run.metrics() if isinstance(m.get("time"), dict)]
+    return float(times[-1]) if times else 0.0
+
+
+def explicit_reference(cfg: GANConfig):
+    """The samples of an explicit ``--score-ref``, loaded up front (None without one, or when nothing is
+    scored): a reference that cannot be read stops the start. The default reference, the training set, may
+    still be unavailable: then scoring is skipped with a message (make_scorer)."""
+    if cfg.score_ref is None or cfg.dataset == "ring" or cfg.score_samples == 0:
+        return None
+    from gan.score import load_samples
+
+    try:
+        return load_samples(cfg.score_ref, data_dir=cfg.data_dir)
+    except UsageError as e:
+        raise UsageError(f"--score-ref {cfg.score_ref}: {e}") from None
+
+
+def make_scorer(cfg: GANConfig, device: torch.device, reference=None) -> tuple[Callable | None, str | None]:
     """A function G -> {fid, is, is_std} on ``score_samples`` samples, or (None, why not).
 
     Digits use the ``digits-cnn`` domain extractor (trained on first use; its keys are prefixed
@@ -474,7 +620,8 @@ def make_scorer(cfg: GANConfig, device: torch.device) -> tuple[Callable | None, 
         return None, None
     try:
         extractor = make_extractor(DIGITS_EXTRACTOR if cfg.dataset == "digits" else INCEPTION, device=device)
-        reference = load_samples(cfg.score_ref or f"{cfg.dataset}-train", data_dir=cfg.data_dir)
+        if reference is None:
+            reference = load_samples(cfg.score_ref or f"{cfg.dataset}-train", data_dir=cfg.data_dir)
     except UsageError as e:
         return None, f"scoring skipped: {e}"
     prefix = "" if extractor.name == INCEPTION else f"{extractor.name}_"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +33,11 @@ from tqdm import tqdm
 
 from common.augment import ZCA, Preprocess, normalize
 from common.cli import run_main, start_run, trainer_parser
-from common.config import check, opt, to_dict
+from common.config import check, check_number, opt, to_dict
 from common.data import DATASETS, Split, load_dataset, make_split
 from common.dist import agree_to_stop, barrier, init_distributed, mean_over_ranks, shard, shutdown, wrap
 from common.dist import in_sync as ranks_in_sync
+from common.guard import FLOAT_BYTES, check_memory, footprint, non_finite, weights_finite
 from common.mixup import mixup_forward, resolve_points, sample_mix
 from common.run import Run, StopSignal, progress, provenance, rng_state, seed_everything, set_rng_state
 from common.sampler import PairedBatches
@@ -44,6 +46,8 @@ from ssl.wrn import WideResNet
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 SPLIT = "split.npz"  # the labelled/validation split, saved in the run directory
+MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
+NON_FINITE_EXIT = 3  # exit code of a run stopped because its loss or weights turned nan/inf
 
 
 @dataclass(frozen=True)
@@ -106,31 +110,44 @@ class SSLConfig:
     compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
 
     def __post_init__(self) -> None:
+        # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
+        # Sizes that depend on the data or on memory are checked in check_sizes, before anything is written.
         check(self.labels > 0, f"--labels must be positive, got {self.labels}")
+        check(self.val_size is None or self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}")
         check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
         check(
             self.method == "supervised" or self.unlabelled_batch_size > 0,
             f"--method {self.method} needs --unlabelled-batch-size > 0",
         )
-        check(self.alpha_sup > 0 and self.alpha_unsup > 0, "--alpha-sup and --alpha-unsup must be positive")
+        check_number("--alpha-sup", self.alpha_sup, gt=0)
+        check_number("--alpha-unsup", self.alpha_unsup, gt=0)
+        check_number("--w-max", self.w_max, ge=0)
         check(0 < self.rampup <= 1, f"--rampup is a fraction of training in (0, 1], got {self.rampup}")
         check(0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         check(self.epochs > 0, "--epochs must be positive")
         check(self.iterations_per_epoch is None or self.iterations_per_epoch > 0, "--iterations-per-epoch must be > 0")
+        check_number("--lr", self.lr, gt=0)
+        check(all(m >= 0 for m in self.lr_milestones), f"--lr-milestones are epochs >= 0, got {self.lr_milestones}")
+        check_number("--lr-gamma", self.lr_gamma, gt=0, le=1)
+        check_number("--momentum", self.momentum, ge=0, lt=1)
+        check(not self.nesterov or self.momentum > 0, "--nesterov needs --momentum > 0 (or pass --nesterov false)")
+        check_number("--weight-decay", self.weight_decay, ge=0)
+        check_number("--l1", self.l1, ge=0)
         check(
             min(self.eval_every, self.log_every, self.checkpoint_every, self.eval_batch_size) > 0,
             "--eval-every, --log-every, --checkpoint-every and --eval-batch-size must be positive",
         )
         check(self.translate >= 0, "--translate must be >= 0")
         check(
-            self.depth >= 10 and (self.depth - 4) % 6 == 0,
-            f"--depth: a WRN is 6n+4 layers deep with n >= 1 (10, 16, 22, 28, ...), got {self.depth}",
+            10 <= self.depth <= MAX_DEPTH and (self.depth - 4) % 6 == 0,
+            f"--depth: a WRN is 6n+4 layers deep, from 10 to {MAX_DEPTH} (10, 16, 22, 28, ...), got {self.depth}",
         )
         check(self.width >= 1, f"--width must be >= 1, got {self.width}")
         check(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
         check(0 < self.bn_momentum <= 1, f"--bn-momentum must be in (0, 1], got {self.bn_momentum}")
-        check(self.leaky_slope >= 0, f"--leaky-slope must be >= 0, got {self.leaky_slope}")
+        check_number("--leaky-slope", self.leaky_slope, ge=0, le=1)
+        check_number("--seed", self.seed, ge=0, lt=2**63)
 
 
 def get_args_parser():
@@ -171,6 +188,8 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
     else:
         num_val = info.num_val if cfg.val_size is None else cfg.val_size
         split = make_split(train.labels.numpy(), cfg.labels, num_val, cfg.seed, info.num_classes)
+    resident = train.images.numel() + test.images.numel()  # uint8 bytes kept on the device
+    check_sizes(cfg, split, tuple(train.images.shape[1:]), info.num_classes, resident, device)
 
     images = train.images.to(device)
     zca = None
@@ -199,6 +218,40 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
         preprocess=preprocess,
         num_classes=info.num_classes,
         channels=info.channels,
+    )
+
+
+def check_sizes(
+    cfg: SSLConfig,
+    split: Split,
+    shape: tuple[int, ...],
+    num_classes: int,
+    bytes_resident: int = 0,
+    device: torch.device | str = "cpu",
+) -> None:
+    """Refuse, in one line, batches larger than the sets they are drawn from, a translation as large as
+    the image, and a run whose rough memory estimate (common/guard.py) exceeds all of ``device``'s memory."""
+    labelled, unlabelled = len(split.labelled), len(split.unlabelled)
+    check(
+        cfg.batch_size <= labelled,
+        f"--batch-size {cfg.batch_size} is larger than the {labelled} labelled images; use at most {labelled}",
+    )
+    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
+    check(
+        unlabelled_bs <= unlabelled,
+        f"--unlabelled-batch-size {unlabelled_bs} is larger than the {unlabelled} unlabelled images; "
+        f"use at most {unlabelled}",
+    )
+    check(cfg.translate < shape[-1], f"--translate {cfg.translate} must be smaller than the {shape[-1]}-pixel images")
+    params, per_example = footprint(lambda: build_model(cfg, num_classes, shape[0]), shape)
+    copies = 3 + (cfg.pseudolabels == "ema" or cfg.eval_ema)  # weights, gradients, momentum (+ EMA)
+    need = FLOAT_BYTES * (params * copies + per_example * (cfg.batch_size + unlabelled_bs)) + bytes_resident
+    check_memory(
+        need,
+        torch.device(device),
+        f"WRN-{cfg.depth}-{cfg.width} ({params / 1e6:,.1f}M parameters) with batches of {cfg.batch_size} + "
+        f"{unlabelled_bs}",
+        "lower --batch-size, --unlabelled-batch-size, --width or --depth",
     )
 
 
@@ -322,7 +375,7 @@ def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
     best = max(evals, key=lambda m: m[f"{prefix}val_acc"])  # first of equals: earliest
     last = [1 - m[f"{prefix}test_acc"] for m in evals[-20:]]
     return {
-        f"{prefix}best_val_acc": best[f"{prefix}val_acc"],
+        f"{prefix}best_val_error": 1 - best[f"{prefix}val_acc"],
         f"{prefix}test_error_at_best_val": 1 - best[f"{prefix}test_acc"],
         f"{prefix}test_nll_at_best_val": best[f"{prefix}test_nll"],
         f"{prefix}best_val_epoch": best["epoch"],
@@ -336,6 +389,7 @@ def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    t_start = time.perf_counter()
     args = get_args_parser().parse_args(argv)
     d, device = init_distributed(args.device)
     cfg, run, resuming = start_run(SSLConfig, args, "ssl", rank=d.rank, world=d.world, barrier=lambda: barrier(d))
@@ -359,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     say(
         f"model: WRN-{cfg.depth}-{cfg.width}, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters; "
-        f"method {cfg.method}, mixing points {[net.mix_points[k] for k in points]}; {speed.describe()}"
+        f"method {cfg.method}, {mixing_description(cfg, net, points)}; {speed.describe()}"
     )
 
     run.begin()  # setup worked: only now is --out created (or an old run there replaced)
@@ -400,6 +454,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         )
 
+    last_good = step if resuming else None  # the update of the checkpoint on disk that has finite weights
+    wall_before = previous_wall_time(run)  # wall time of earlier sessions of a resumed run
+
+    def save_if_finite() -> bool:
+        """Write a checkpoint unless the weights turned non-finite (then keep the last good one)."""
+        nonlocal last_good
+        if not weights_finite(net, ema):  # one sync, beside the many of writing a checkpoint
+            return False
+        checkpoint()
+        last_good = step
+        return True
+
+    def stop_non_finite(what: str) -> int:
+        """Stop a run whose losses or weights are nan/inf: say so, mark the summary failed, exit 3."""
+        kept = (
+            f"the last good checkpoint is update {last_good}'s ({run.checkpoint_path})"
+            if last_good is not None
+            else "no checkpoint was written before it"
+        )
+        message = (
+            f"stopped: {what} at update {step}; {kept}; lower --lr (now {cfg.lr:g}), --w-max or --l1 "
+            "and start over with --overwrite"
+        )
+        run.write_summary(
+            {
+                "status": "failed",
+                "reason": message,
+                "updates": step,
+                "last_good_checkpoint_update": last_good,
+                "run_dir": str(run.out),
+                "wall_time_s": wall_before + time.perf_counter() - t_start,
+            }
+        )
+        if d.main:
+            tqdm.write(f"python -m ssl.train: {message}", file=sys.stderr)
+        shutdown(d)
+        return NON_FINITE_EXIT
+
     net.train()
     t_log, step_log = time.perf_counter(), step
     with StopSignal() as stop, progress(total if d.main else 0, step, "ssl") as bar:
@@ -416,8 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss, parts = train_step(
                     model, teacher, x_l, data.train_labels[idx_l], x_u, w, cfg, points, data.num_classes
                 )
+            if "loss_cons" in parts:
+                parts["loss_cons_weighted"] = w * parts["loss_cons"]
             if cfg.l1:  # Appendix C's L1 term; its L2 term is SGD's weight decay
-                loss = loss + cfg.l1 * l1_penalty(net, cfg.l1_scope)
+                l1 = cfg.l1 * l1_penalty(net, cfg.l1_scope)
+                loss = loss + l1
+                parts["loss_l1"] = l1.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -436,8 +532,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meter = {}
                 speed_img = (step - step_log) * (cfg.batch_size + len(idx_u) * d.world) / (time.perf_counter() - t_log)
                 t_log, step_log = time.perf_counter(), step
-                run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time={"img_per_s": speed_img})
+                wall = wall_before + time.perf_counter() - t_start
+                times = {"img_per_s": speed_img, "wall_s": wall}
+                run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time=times)
                 say(log_line(step, total, ipe, lr, w, logged, speed_img))
+                bad = non_finite(logged)  # already on the host: no extra sync
+                if bad:
+                    return stop_non_finite("a non-finite loss (" + ", ".join(f"{k} {logged[k]}" for k in bad) + ")")
 
             if step % ipe == 0 or step == total:
                 epoch = math.ceil(step / ipe)
@@ -452,10 +553,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         say(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                     barrier(d)
                     t_log += time.perf_counter() - t_eval  # throughput counts training only
-                if epoch % cfg.checkpoint_every == 0 or step == total:
-                    checkpoint()
+                if (epoch % cfg.checkpoint_every == 0 or step == total) and not save_if_finite():
+                    return stop_non_finite("the weights are not finite")
             if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
-                checkpoint()
+                if not save_if_finite():
+                    return stop_non_finite("the weights are not finite")
                 say(f"stopped at update {step}; continue with: {run.resume_command()}")
                 shutdown(d)
                 return stop.exit_code
@@ -463,26 +565,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_sync = ranks_in_sync(net, d, device)
     evals = [m for m in run.metrics() if "val_acc" in m]
     summary = summarize(evals) | (summarize(evals, "ema_") if cfg.eval_ema else {})
+    wall = wall_before + time.perf_counter() - t_start
     summary |= {
+        "status": "completed",
         "updates": step,
         "epochs": cfg.epochs,
+        "run_dir": str(run.out),
+        "wall_time_s": wall,
         "ranks": d.world,
         "ranks_in_sync": in_sync,
         "speed": speed.describe(),
         "provenance": provenance(device),
     }
     run.write_summary(summary)
-    say("summary: " + " | ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float)))
+    say(summary_line(summary, cfg.eval_ema))
     shutdown(d)
     return 0
 
 
+def mixing_description(cfg: SSLConfig, net: WideResNet, points: Sequence[int]) -> str:
+    """What the model line says about mixing: the eligible points, or that a supervised run has none."""
+    if cfg.method == "supervised":
+        return "no mixup"
+    return "mixing points " + ", ".join(net.mix_points[k] for k in points)
+
+
 def log_line(step: int, total: int, ipe: int, lr: float, w: float, losses: dict[str, float], speed: float) -> str:
-    cons = f", cons {losses['loss_cons']:.5f} × w {w:.3f}" if "loss_cons" in losses else ""
+    """``loss 59.5 (sup 2.37, cons 0.0001 × w 1 = 0.0001, l1 57.1)``: every term of the total, the
+    consistency term both raw and weighted (averaged over the updates since the last line)."""
+    terms = [f"sup {losses['loss_sup']:.4f}"]
+    if "loss_cons" in losses:
+        weighted = losses.get("loss_cons_weighted", w * losses["loss_cons"])
+        terms.append(f"cons {losses['loss_cons']:.5f} × w {w:.3f} = {weighted:.5f}")
+    if "loss_l1" in losses:
+        terms.append(f"l1 {losses['loss_l1']:.4f}")
     return (
-        f"step {step}/{total} | epoch {step / ipe:.2f} | loss {losses['loss']:.4f} "
-        f"(sup {losses['loss_sup']:.4f}{cons}) | lr {lr:.4g} | {speed:.0f} img/s"
+        f"step {step}/{total} | epoch {step / ipe:.2f} | loss {losses['loss']:.4f} ({', '.join(terms)}) "
+        f"| lr {lr:.4g} | {speed:.0f} img/s"
     )
+
+
+def summary_line(summary: dict, eval_ema: bool = False) -> str:
+    """The summary as test errors in % (as the paper reports), with the run directory and wall time."""
+
+    def errors(prefix: str, label: str) -> str:
+        if f"{prefix}test_error_at_best_val" not in summary:
+            return f"{label}no evaluation"
+        return (
+            f"{label}test error {100 * summary[f'{prefix}test_error_at_best_val']:.2f}% at the best validation error "
+            f"{100 * summary[f'{prefix}best_val_error']:.2f}% (epoch {summary[f'{prefix}best_val_epoch']}) | "
+            f"median test error of the last 20 evaluations {100 * summary[f'{prefix}median_test_error_last20']:.2f}% "
+            f"| final test error {100 * summary[f'{prefix}final_test_error']:.2f}%"
+        )
+
+    parts = [errors("", "")] + ([errors("ema_", "EMA weights: ")] if eval_ema else [])
+    wall = hms(summary["wall_time_s"])
+    return (
+        "summary: " + " | ".join(parts) + f" | {summary['updates']} updates in {wall} (wall time) "
+        f"| run directory {summary['run_dir']}"
+    )
+
+
+def hms(seconds: float) -> str:
+    """1:02:03 for 3723 seconds (hours unbounded)."""
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+def previous_wall_time(run: Run) -> float:
+    """Wall time, in seconds, that earlier sessions of a resumed run logged (0 for a new run)."""
+    times = [m["time"].get("wall_s", 0.0) for m in run.metrics() if isinstance(m.get("time"), dict)]
+    return float(times[-1]) if times else 0.0
 
 
 if __name__ == "__main__":

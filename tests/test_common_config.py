@@ -105,7 +105,7 @@ def test_help_shows_choices_as_accepted_and_readable_metavars():
     from ssl.train import SSLConfig
 
     text = trainer_parser(SSLConfig, "python -m ssl.train", "", None).format_help()
-    assert "--method {manifold,input,supervised}" in text and "--consistency {prob,logit}" in text
+    assert "--method {manifold,input,supervised}" in text and "--consistency {logit,prob}" in text
     assert "--val-size INT|none" in text and "--flip BOOL|none" in text and "--mix-points STR,..." in text
     assert "--lr FLOAT" in text and "NONETYPE" not in text and "MANIFOLD" not in text
 
@@ -115,3 +115,31 @@ def test_a_config_file_that_is_not_utf8_is_a_usage_error(tmp_path):
     path.write_bytes(b"lr: 0.5 # \xff\xfe\n")
     with pytest.raises(UsageError, match=r"c.yaml is not UTF-8 text"):
         resolve_config(Demo, path)
+
+
+@pytest.mark.parametrize(
+    "value, bounds, message",
+    [
+        (float("nan"), {"gt": 0}, "--x must be a finite number > 0, got nan"),
+        (float("inf"), {}, "--x must be a finite number, got inf"),
+        (-1.0, {"ge": 0, "lt": 1}, "--x must be a finite number >= 0 and < 1, got -1.0"),
+        (1.0, {"ge": 0, "lt": 1}, "--x must be a finite number >= 0 and < 1, got 1.0"),
+        (0, {"ge": 1}, "--x must be an integer >= 1, got 0"),
+    ],
+)
+def test_check_number_refuses_non_finite_and_out_of_range_values(value, bounds, message):
+    from common.config import check_number
+
+    with pytest.raises(UsageError) as e:
+        check_number("--x", value, **bounds)
+    assert str(e.value) == message
+
+
+def test_check_number_accepts_values_in_range():
+    from common.config import check_number
+
+    check_number("--x", 0.5, gt=0, le=1)
+    check_number("--x", 1.0, gt=0, le=1)
+    check_number("--x", 10**30, ge=0)  # a huge int is finite
+    with pytest.raises(TypeError):
+        check_number("--x", 1.0, above=0)

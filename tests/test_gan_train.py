@@ -1,4 +1,5 @@
 import json
+import re
 import signal
 
 import pytest
@@ -165,3 +166,128 @@ def test_impossible_network_sizes_are_usage_errors(tmp_path, flag):
     with pytest.raises(UsageError, match=f"{flag}.*must be >= 1"):
         T.main([*RING, flag, "0", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+# --- every number validated up front; impossible sizes refused; non-finite runs stopped -------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr_d", "nan"),
+        ("lr_d", "-1"),
+        ("lr_g", "inf"),
+        ("lr_g", "0"),
+        ("beta1", "1.5"),
+        ("beta1", "nan"),
+        ("beta2", "1"),
+        ("beta2", "-0.1"),
+        ("ring_sigma", "inf"),
+        ("ring_sigma", "nan"),
+        ("eval_samples", "0"),
+        ("eval_every", "-1"),
+        ("mix_weight", "nan"),
+        ("mix_weight", "-1"),
+        ("g_blocks", "1000000000"),
+        ("mlp_layers", "1000000"),
+        ("seed", "-1"),
+    ],
+)
+def test_every_bad_number_is_refused_naming_its_flag(field, value):
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(UsageError, match=re.escape(flag)) as e:
+        ring_cfg(**{field: value})
+    assert "\n" not in str(e.value)
+
+
+def test_mixup_alpha_must_be_finite():
+    with pytest.raises(UsageError, match="--mix-alpha must be a finite number"):
+        T.GANConfig(dataset="ring", mix=("pixel",), mix_lam="beta", mix_alpha=float("inf"))
+
+
+def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    (tmp_path / "keep.txt").write_text("untouched")
+    result = run_module("gan.train", *RING, "--lr-d", "nan", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "--lr-d" in result.stderr and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "keep.txt").read_text() == "untouched"
+
+
+@pytest.mark.parametrize(
+    "base, flag, value, message",
+    [
+        ("ring", "--batch-size", "1000000000", "GiB"),  # the ring has no finite set: the memory estimate
+        ("ring", "--z-dim", "1000000000", "GiB"),
+        ("ring", "--eval-samples", "1000000000000", "GiB"),
+        ("digits", "--batch-size", "1000000000", "larger than the 1297 training images"),
+        ("digits", "--d-down", "4", "--d-down 4: D cannot halve 8-pixel images that often; use at most 3"),
+    ],
+)
+def test_impossible_sizes_are_refused_before_the_run_folder_exists(tmp_path, base, flag, value, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        T.main([*(RING if base == "ring" else TINY_DIGITS), flag, value, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_explicit_score_reference_that_does_not_exist_stops_the_start(tmp_path):
+    with pytest.raises(UsageError, match="--score-ref nonsense: nonsense does not exist"):
+        T.main([*TINY_DIGITS, "--score-ref", "nonsense", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def poison_generator(monkeypatch, first_bad_call):
+    """From the ``first_bad_call``-th generator update on, G's weights are nan after the update."""
+    real, calls = T.train_iteration, [0]
+
+    def poisoned(nets, *args, **kwargs):
+        parts = real(nets, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] >= first_bad_call:
+            with torch.no_grad():
+                for p in nets.G.parameters():
+                    p.fill_(float("nan"))
+        return parts
+
+    monkeypatch.setattr(T, "train_iteration", poisoned)
+
+
+@pytest.mark.parametrize(
+    "options, first_bad, stop_step, last_good, what",
+    [
+        ([], 110, 150, 100, "g_loss nan"),  # caught at the log line of update 150
+        (["--log-every", "200", "--checkpoint-every", "50"], 60, 100, 50, "weights are not finite"),
+    ],
+)
+def test_a_non_finite_run_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capsys, options, first_bad, stop_step, last_good, what
+):
+    out = tmp_path / "run"
+    poison_generator(monkeypatch, first_bad)
+    assert T.main([*RING, "--steps", "200", *options, "--out", str(out)]) == T.NON_FINITE_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and what in err[0] and f"at update {stop_step}" in err[0]
+    assert f"update {last_good}'s" in err[0] and "--lr-d/--lr-g" in err[0]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == last_good
+    for key in ("generator", "discriminator"):
+        assert all(torch.isfinite(v).all() for v in state[key].values() if v.is_floating_point())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["last_good_checkpoint_update"] == last_good
+    assert "modes_covered" not in summary
+
+
+def test_log_line_shows_every_term_of_both_losses():
+    cfg = ring_cfg(mix="pixel", mix_weight="0.5")
+    losses = {"d_loss": 1.2, "d_mix": 0.6, "d_real": 0.1, "d_fake": -0.2, "g_loss": 0.7}
+    line = T.log_line(50, cfg, losses, 1000.0)
+    assert "D loss 1.5000 (gan 1.2000, mix 0.6000 × 0.5 = 0.3000)" in line and "G loss 0.7000" in line
+    line = T.log_line(50, ring_cfg(), {k: v for k, v in losses.items() if k != "d_mix"}, 1000.0)
+    assert "D loss 1.2000 |" in line and "mix" not in line
+
+
+def test_summary_names_the_run_directory_and_wall_time():
+    summary = {"modes_covered": 8, "steps": 10, "status": "completed", "run_dir": "runs/g", "wall_time_s": 62}
+    line = T.summary_line(summary)
+    assert "modes_covered 8" in line and "wall time 0:01:02" in line and "run directory runs/g" in line

@@ -332,3 +332,133 @@ def test_shipped_consistency_term_is_not_negligible(config):
 
 def test_default_l1_reaches_the_first_tensor_only():
     assert T.SSLConfig().l1_scope == "first" and T.SSLConfig().consistency == "logit"
+
+
+# --- every number validated up front; impossible sizes refused; non-finite runs stopped -------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", "nan"),
+        ("lr", "-1"),
+        ("lr", "inf"),
+        ("l1", "nan"),
+        ("l1", "-1"),
+        ("w_max", "inf"),
+        ("w_max", "-1"),
+        ("alpha_sup", "inf"),
+        ("alpha_unsup", "nan"),
+        ("momentum", "-1"),
+        ("momentum", "1"),
+        ("momentum", "nan"),
+        ("momentum", "0"),  # with --nesterov (the default), which torch refuses
+        ("weight_decay", "-1"),
+        ("weight_decay", "nan"),
+        ("lr_gamma", "nan"),
+        ("lr_gamma", "0"),
+        ("lr_gamma", "2"),
+        ("ema_decay", "nan"),
+        ("ema_decay", "1"),
+        ("rampup", "inf"),
+        ("rampup", "0"),
+        ("leaky_slope", "nan"),
+        ("leaky_slope", "-0.5"),
+        ("val_size", "-5"),
+        ("lr_milestones", "10,-1"),
+        ("seed", "-1"),
+        ("depth", "6004"),
+    ],
+)
+def test_every_bad_number_is_refused_naming_its_flag(field, value):
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(UsageError) as e:
+        resolve_config(T.SSLConfig, None, {"dataset": "digits", field: value})
+    assert flag in str(e.value) or (field == "momentum" and "--nesterov" in str(e.value))
+    assert "\n" not in str(e.value)
+
+
+def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    (tmp_path / "keep.txt").write_text("untouched")
+    for flag, value in (("--lr", "nan"), ("--w-max", "inf")):
+        result = run_module("ssl.train", *TINY, flag, value, "--out", str(tmp_path / "run"))
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert flag in result.stderr and "finite" in result.stderr
+        assert result.stdout == ""  # refused before any data is read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "keep.txt").read_text() == "untouched"
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--batch-size", "1000000000", "larger than the 50 labelled images"),
+        ("--unlabelled-batch-size", "1000000000", "larger than the 1097 unlabelled images"),
+        ("--translate", "8", "smaller than the 8-pixel images"),
+        ("--width", "100000", "GiB"),  # the memory estimate: petabytes of weights
+    ],
+)
+def test_impossible_sizes_are_refused_before_the_run_folder_exists(tmp_path, flag, value, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        T.main([*TINY, flag, value, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def poison_train_step(monkeypatch, first_bad_call):
+    """From the ``first_bad_call``-th update on, the loss is nan: its gradients turn the weights nan."""
+    real, calls = T.train_step, [0]
+
+    def poisoned(*args, **kwargs):
+        loss, parts = real(*args, **kwargs)
+        calls[0] += 1
+        return (loss * float("nan") if calls[0] >= first_bad_call else loss), parts
+
+    monkeypatch.setattr(T, "train_step", poisoned)
+
+
+@pytest.mark.parametrize(
+    "options, first_bad, stop_step, what",
+    [
+        ([], 23, 25, "loss nan"),  # caught at the log line of update 25
+        (["--log-every", "50", "--epochs", "3"], 25, 40, "weights are not finite"),  # before the update-40 checkpoint
+    ],
+)
+def test_a_non_finite_run_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capsys, options, first_bad, stop_step, what
+):
+    out = tmp_path / "run"
+    poison_train_step(monkeypatch, first_bad)
+    assert T.main([*TINY, "--method", "supervised", *options, "--out", str(out)]) == T.NON_FINITE_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and what in err[0] and f"at update {stop_step}" in err[0]
+    assert "update 20's" in err[0] and "--lr" in err[0]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 20
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["last_good_checkpoint_update"] == 20
+    assert "test_error_at_best_val" not in summary
+
+
+def test_log_line_shows_every_term_of_the_loss():
+    losses = {"loss": 59.5, "loss_sup": 2.37, "loss_cons": 0.0002, "loss_cons_weighted": 0.0001, "loss_l1": 57.1}
+    line = T.log_line(10, 100, 10, 0.1, 0.5, losses, 1000.0)
+    assert "loss 59.5000 (sup 2.3700, cons 0.00020 × w 0.500 = 0.00010, l1 57.1000)" in line
+    line = T.log_line(10, 100, 10, 0.1, 0.5, {"loss": 2.0, "loss_sup": 2.0}, 1000.0)
+    assert "(sup 2.0000)" in line and "cons" not in line and "l1" not in line
+
+
+def test_supervised_run_names_no_mixing_points():
+    model = tiny_model()
+    assert T.mixing_description(cfg(method="supervised"), model, (0,)) == "no mixup"
+    assert T.mixing_description(cfg(), model, (0, 1, 2)) == "mixing points pixel, h1, h2"
+
+
+def test_summary_reports_errors_in_percent_with_run_directory_and_wall_time():
+    evals = [{"epoch": 1, "val_acc": 0.8, "test_acc": 0.75, "test_nll": 1.0}]
+    summary = T.summarize(evals) | {"updates": 40, "run_dir": "runs/x", "wall_time_s": 3723.0}
+    assert "best_val_acc" not in summary and summary["best_val_error"] == pytest.approx(0.2)
+    line = T.summary_line(summary)
+    assert "test error 25.00% at the best validation error 20.00% (epoch 1)" in line
+    assert "acc" not in line and "1:02:03" in line and "runs/x" in line
