@@ -249,6 +249,23 @@ def test_compiled_model_gives_one_graph_per_layer_no_graph_break_and_the_eager_r
     assert counters["stats"]["unique_graphs"] == 3
 
 
+def test_wrapped_models_are_named_by_their_inner_model_and_a_layer_named_after_compiling_is_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x, y, m = torch.randn(4, 3), torch.eye(4), fixed_mix(1)
+    expected = LayerMixup(model, ["input", "1"])(x, y, m)[0]
+    wrapped = LayerMixup(nn.DataParallel(model), "pixel,1")  # not "module.1"
+    assert wrapped.names == ("input", "1")
+    torch.testing.assert_close(wrapped(x, y, m)[0], expected)
+
+    late = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    compiled = torch.compile(late, backend=CountingBackend())
+    compiled(x)  # the graph is made before any layer of `late` is named: it never calls a hook added now
+    with pytest.raises(UsageError) as e:
+        LayerMixup(compiled, ["0"])(x, y, fixed_mix(0))
+    assert "did not run" in one_line_error(e) and "named before its first forward" in str(e.value)
+
+
 # --- the staged path ---------------------------------------------------------------------------------------------
 
 
