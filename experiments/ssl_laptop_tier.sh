@@ -10,6 +10,7 @@ OUT=${OUT:-runs/laptop}
 DATA=${DATA:-data/cifar10-jpeg75}
 JOBS=${JOBS:-2}
 export OMP_NUM_THREADS=1
+[ -f .venv/bin/activate ] && . .venv/bin/activate  # the project environment, when there is one
 mkdir -p "$OUT"
 declare -A FLAGS=(
   [supervised]="--method supervised" [input]="--method input" [manifold]=""
@@ -19,8 +20,8 @@ jobs_in_order() {
   for seed in 0 1 2; do for m in supervised manifold input manifold-ema manifold-w0; do echo "$m-s$seed"; done; done
   for seed in 0 1 2; do echo "manifold-prob-s$seed"; done
 }
-busy() { pgrep -f "ssl.train .*--out $OUT/$1 " > /dev/null; }
-running() { pgrep -fc "ssl.train .*--out $OUT/" || true; }
+busy() { pgrep -f "^python -m ssl.train .*--out $OUT/$1 " > /dev/null; }
+running() { pgrep -fc "^python -m ssl.train .*--out $OUT/" || true; }
 one_run() {
   local name=$1 m=${1%-s*} seed=${1##*-s} start resume=""
   start=$(date +%s)

@@ -206,9 +206,16 @@ def read_npz(path: str | Path) -> Tensor:
 
 
 def read_folder(path: str | Path) -> Tensor:
-    """uint8 (N, C, H, W) from the PNG/JPEG files under a folder, sorted by path."""
+    """uint8 (N, C, H, W) from the PNG/JPEG files under a folder, sorted by path; hidden files and folders
+    (names starting with '.', e.g. .ipynb_checkpoints/) are ignored."""
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise UsageError(f"{path} holds no PNG or JPEG images")
     try:

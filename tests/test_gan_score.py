@@ -273,10 +273,15 @@ def test_bad_inputs_are_usage_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="holds no PNG or JPEG images"):
         S.load_samples(tmp_path / "empty")
-    (tmp_path / "rgba").mkdir()
-    Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(tmp_path / "rgba" / "a.png")
+    (tmp_path / "rgba").mkdir()  # RGBA has one right reading (README: Data): its colours, alpha dropped
+    Image.fromarray(np.full((8, 8, 4), 7, np.uint8)).save(tmp_path / "rgba" / "a.png")
+    assert S.load_samples(tmp_path / "rgba").images.shape == (1, 3, 8, 8)
+    (tmp_path / "rgba" / ".ipynb_checkpoints").mkdir()  # hidden folders are not samples
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "rgba" / ".ipynb_checkpoints" / "b.png")
+    assert S.load_samples(tmp_path / "rgba").images.shape == (1, 3, 8, 8)
+    np.savez(tmp_path / "rgba.npz", images=np.zeros((4, 8, 8, 4), np.uint8))
     with pytest.raises(UsageError, match="C = 1 or 3"):
-        S.load_samples(tmp_path / "rgba")
+        S.load_samples(tmp_path / "rgba.npz")
     np.savez(tmp_path / "float.npz", images=np.zeros((4, 8, 8, 3), np.float32))
     with pytest.raises(UsageError, match="must be uint8"):
         S.load_samples(tmp_path / "float.npz")
