@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The SSL laptop tier (README: Laptop tier) on real CIFAR-10 with 4,000 labels: the five methods of the
-# table for seeds 0, 1, 2, then the softmax-consistency variant, JOBS one-thread runs at a time (2 on a
-# 2-core CPU). Every method of a seed uses the same split (drawn from --seed). A finished run (summary.json)
-# is skipped, an interrupted one resumed, so the script can be stopped and started again. Each run's wall
-# time goes to OUT/<name>.wall_s.
+# The SSL laptop tier (README: Laptop tier) on real CIFAR-10 with 4,000 labels: supervised, manifold and
+# input mixup for seeds 0, 1, 2 (and the ablations on seed 0) first, then the remaining ablations, JOBS
+# one-thread runs at a time (2 on a 2-core CPU). Every method of a seed uses the same split (drawn from
+# --seed). A finished run (summary.json) is skipped, an interrupted one resumed, so the script can be
+# stopped and started again. Each run's wall time goes to OUT/<name>.wall_s.
 #   bash experiments/ssl_laptop_tier.sh          # OUT=runs/laptop DATA=data/cifar10-jpeg75 JOBS=2
 set -euo pipefail
 OUT=${OUT:-runs/laptop}
@@ -16,9 +16,11 @@ declare -A FLAGS=(
   [supervised]="--method supervised" [input]="--method input" [manifold]=""
   [manifold-ema]="--pseudolabels ema" [manifold-w0]="--w-max 0" [manifold-prob]="--consistency prob"
 )
-jobs_in_order() {
-  for seed in 0 1 2; do for m in supervised manifold input manifold-ema manifold-w0; do echo "$m-s$seed"; done; done
-  for seed in 0 1 2; do echo "manifold-prob-s$seed"; done
+jobs_in_order() {  # the three main methods on every seed first, then the ablations, seed by seed
+  echo supervised-s0 manifold-s0 input-s0 manifold-ema-s0 manifold-w0-s0
+  for seed in 1 2; do echo supervised-s$seed manifold-s$seed input-s$seed; done
+  echo manifold-prob-s0
+  for seed in 1 2; do echo manifold-ema-s$seed manifold-w0-s$seed manifold-prob-s$seed; done
 }
 busy() { pgrep -f "^python -m ssl.train .*--out $OUT/$1 " > /dev/null; }
 running() { pgrep -fc "^python -m ssl.train .*--out $OUT/" || true; }
