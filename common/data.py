@@ -5,6 +5,8 @@ Every loader returns an :class:`ImageSet` held in memory as uint8 (N, C, H, W) w
 - ``cifar10``: the official python batches (``cifar-10-batches-py/data_batch_{1..5}``,
   ``test_batch``) or an image folder ``train/<class>/*``, ``test/<class>/*`` (PNG or JPEG; the same
   class folders in both; reading rules in :func:`load_image_folder` and :func:`read_images`);
+- ``cifar100``: the official python files (``cifar-100-python/train``, ``test``, ``meta``; the 100 fine
+  labels) or an image folder of 100 classes laid out as for ``cifar10``;
 - ``svhn``: ``train_32x32.mat`` / ``test_32x32.mat`` (``extra_32x32.mat`` on request);
 - ``digits``: scikit-learn's bundled 8x8 digits, with a fixed train/test split.
 
@@ -30,6 +32,7 @@ import torch
 from common.config import UsageError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # torchvision 0.29 warns on every decode that its decoders will move to TorchCodec; they still work.
@@ -58,10 +61,12 @@ class DatasetInfo:
     flip: bool  # whether a horizontal flip keeps the label
 
 
-# Means/stds: CIFAR-10 and SVHN are the usual published values of their training sets; digits is
-# computed from all 1,797 images scaled as loaded here (0..16 -> 0..255).
+# Means/stds: CIFAR-10, CIFAR-100 and SVHN are the usual published values of their training sets; digits
+# is computed from all 1,797 images scaled as loaded here (0..16 -> 0..255). CIFAR-100 holds out 5,000
+# validation images like CIFAR-10 (the paper states no validation size for its supervised runs).
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 3, 32, 10, 5000, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
+    "cifar100": DatasetInfo("cifar100", 3, 32, 100, 5000, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
     "svhn": DatasetInfo("svhn", 3, 32, 10, 7325, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False),
     "digits": DatasetInfo("digits", 1, 8, 10, 200, (0.3053,), (0.3759,), False),
 }
@@ -88,6 +93,8 @@ def load_dataset(
     data_dir = Path(data_dir)
     if name == "cifar10":
         return _load_cifar10(data_dir, split, download)
+    if name == "cifar100":
+        return _load_cifar100(data_dir, split, download)
     return _load_svhn(data_dir, split, extra, download)
 
 
@@ -123,7 +130,7 @@ class _ArraysOnly(pickle.Unpickler):
 def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
     batches = _cifar_batches_dir(data_dir)
     if batches is None and (data_dir / split).is_dir():
-        return _load_cifar10_folder(data_dir, split)
+        return _load_cifar_folder(data_dir, split, "cifar10")
     if batches is None and download:
         import torchvision
 
@@ -158,10 +165,10 @@ def _check_labels(path: Path, num_images: int, labels: np.ndarray, low: int, hig
         raise UsageError(f"{name} file {path} has labels outside {low}..{high}; download it again")
 
 
-def _load_cifar10_folder(data_dir: Path, split: str) -> ImageSet:
-    """``data_dir/split`` as an image folder of CIFAR-10's 10 classes and 32x32 RGB images, after checking
-    that ``train/`` and ``test/`` have the same class folders (the labels are their sorted positions)."""
-    info = DATASETS["cifar10"]
+def _load_cifar_folder(data_dir: Path, split: str, name: str) -> ImageSet:
+    """``data_dir/split`` as an image folder of CIFAR-10's 10 (CIFAR-100's 100) classes and 32x32 RGB images,
+    after checking that ``train/`` and ``test/`` have the same class folders (the labels are their sorted positions)."""
+    info = DATASETS[name]
     if (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
         train, test = set(class_names(data_dir / "train")), set(class_names(data_dir / "test"))
         if train != test:
@@ -172,6 +179,64 @@ def _load_cifar10_folder(data_dir: Path, split: str) -> ImageSet:
                 "rename them to match: labels are the sorted folder names"
             )
     return load_image_folder(data_dir / split, channels=info.channels, size=info.size, num_classes=info.num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-100
+
+
+def _cifar100_dir(data_dir: Path) -> Path | None:
+    for candidate in (data_dir / "cifar-100-python", data_dir):
+        if (candidate / "test").is_file():  # a file: test/ as a folder is the image-folder layout
+            return candidate
+    return None
+
+
+def _unpickle_cifar100(path: Path, data_dir: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"CIFAR-100 file {path} is missing; unpack {CIFAR100_URL} into {data_dir} again")
+    try:
+        with open(path, "rb") as fh:
+            entry = _ArraysOnly(fh, encoding="bytes").load()
+        if not isinstance(entry, dict):
+            raise TypeError(type(entry).__name__)
+        return entry
+    except Exception as e:  # truncated download, wrong file
+        raise UsageError(f"CIFAR-100 file {path} cannot be read ({type(e).__name__}); download it again") from None
+
+
+def _load_cifar100(data_dir: Path, split: str, download: bool) -> ImageSet:
+    """The python files: ``train`` / ``test`` hold b"data" (N, 3072) uint8 in CHW order and b"fine_labels"
+    (0..99; b"coarse_labels" is ignored), ``meta`` the b"fine_label_names" in label order."""
+    files = _cifar100_dir(data_dir)
+    if files is None and (data_dir / split).is_dir():
+        return _load_cifar_folder(data_dir, split, "cifar100")
+    if files is None and download:
+        import torchvision
+
+        torchvision.datasets.CIFAR100(str(data_dir), train=split == "train", download=True)
+        files = _cifar100_dir(data_dir)
+    if files is None:
+        raise UsageError(
+            f"CIFAR-100 not found in {data_dir}: put the python files train, test and meta in "
+            f"{data_dir}/cifar-100-python/ (unpack {CIFAR100_URL}) or an image folder {data_dir}/train/<class>/*.png "
+            f"and {data_dir}/test/<class>/* of 100 classes, or run ssl.train once with --download on a machine with "
+            "internet"
+        )
+    path = files / split
+    entry = _unpickle_cifar100(path, data_dir)
+    try:
+        images = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(entry[b"fine_labels"], dtype=np.int64).reshape(-1)
+    except Exception as e:  # a dict without the fields, or data of the wrong size
+        raise UsageError(f"CIFAR-100 file {path} cannot be read ({type(e).__name__}); download it again") from None
+    _check_labels(path, len(images), labels, 0, 99, "CIFAR-100")
+    meta = _unpickle_cifar100(files / "meta", data_dir)
+    names = meta.get(b"fine_label_names")
+    if not isinstance(names, list) or len(names) != 100:
+        raise UsageError(f"CIFAR-100 file {files / 'meta'} does not hold 100 fine_label_names; download it again")
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def test_cifar_pickles_cannot_run_code(tmp_path, capsys):
 
 
 def test_unknown_dataset_and_corrupt_files(tmp_path):
-    with pytest.raises(UsageError, match="unknown dataset 'mnist' \\(valid: cifar10, svhn, digits\\)"):
+    with pytest.raises(UsageError, match="unknown dataset 'mnist' \\(valid: cifar10, cifar100, svhn, digits\\)"):
         load_dataset("mnist", tmp_path, "train")
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -411,3 +411,90 @@ def test_truncated_or_wrong_svhn_files_are_named(tmp_path):
         savemat(path, payload)
         with pytest.raises(UsageError, match=f"SVHN file .*test_32x32.mat {message}"):
             load_dataset("svhn", tmp_path, "test")
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-100 in its official python format
+
+CIFAR100_NAMES = [f"class_{i:02d}".encode() for i in range(100)]
+
+
+def write_cifar100(root, sizes=(("train", 400), ("test", 100)), folder="cifar-100-python"):
+    """The official layout: pickled dicts with b'data' (N, 3072) in CHW order, b'fine_labels' 0..99 and
+    b'coarse_labels' 0..19; meta holds b'fine_label_names' and b'coarse_label_names'."""
+    root = root / folder if folder else root
+    root.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for i, (name, n) in enumerate(sizes):
+        images = random_images(n, seed=10 + i)
+        fine = [(7 * j + i) % 100 for j in range(n)]  # every class once per 100 images, in a shuffled order
+        entry = {b"data": images.reshape(n, -1), b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine]}
+        with open(root / name, "wb") as f:
+            pickle.dump({**entry, b"filenames": [b"x.png"] * n, b"batch_label": b"x"}, f)
+        written[name] = (images, fine)
+    with open(root / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": CIFAR100_NAMES, b"coarse_label_names": [b"c"] * 20}, f)
+    return written
+
+
+def test_cifar100_python_files_load_with_their_fine_labels(tmp_path):
+    written = write_cifar100(tmp_path)
+    for split, n in (("train", 400), ("test", 100)):
+        data = load_dataset("cifar100", tmp_path, split)
+        assert data.images.shape == (n, 3, 32, 32) and data.images.dtype == torch.uint8
+        np.testing.assert_array_equal(data.images.numpy(), written[split][0])
+        assert data.labels.dtype == torch.int64 and data.labels.tolist() == written[split][1]
+        assert torch.bincount(data.labels, minlength=100).tolist() == [n // 100] * 100  # fine, not coarse (20)
+    assert data.classes == tuple(n.decode() for n in CIFAR100_NAMES)
+    assert len(load_dataset("cifar100", tmp_path / "cifar-100-python", "test")) == 100  # the folder itself works
+    info = DATASETS["cifar100"]
+    assert (info.channels, info.size, info.num_classes, info.num_val, info.flip) == (3, 32, 100, 5000, True)
+    split = make_split(load_dataset("cifar100", tmp_path, "train").labels, 100, 40, 0, info.num_classes)
+    assert len(split.labelled) == 100 and len(split.val) == 40
+
+
+def test_cifar100_missing_directory_says_what_to_put_where(tmp_path):
+    with pytest.raises(UsageError, match=r"CIFAR-100 not found in .*cifar-100-python/ .*cifar-100-python.tar.gz") as e:
+        load_dataset("cifar100", tmp_path / "nowhere", "train")
+    one_line(e)
+    write_cifar100(tmp_path)
+    (tmp_path / "cifar-100-python" / "meta").unlink()
+    with pytest.raises(UsageError, match=r"CIFAR-100 file .*meta is missing; unpack .*cifar-100-python.tar.gz") as e:
+        load_dataset("cifar100", tmp_path, "test")
+    one_line(e)
+
+
+def test_truncated_or_inconsistent_cifar100_files_are_named(tmp_path):
+    write_cifar100(tmp_path)
+    path = tmp_path / "cifar-100-python" / "test"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UsageError, match=r"CIFAR-100 file .*/test cannot be read \(") as e:
+        load_dataset("cifar100", tmp_path, "test")
+    one_line(e)
+    for entry, message in (
+        ({b"data": random_images(4).reshape(4, -1), b"fine_labels": [0, 1]}, "has 4 images but 2 labels"),
+        ({b"data": random_images(4).reshape(4, -1), b"fine_labels": [0, 1, 99, 100]}, r"has labels outside 0\.\.99"),
+        ({b"data": random_images(4).reshape(4, -1), b"labels": [0, 1, 2, 3]}, r"cannot be read \(KeyError\)"),
+        ({b"data": Exploit(), b"fine_labels": [0]}, "cannot be read"),
+    ):
+        with open(path, "wb") as f:
+            pickle.dump(entry, f)
+        with pytest.raises(UsageError, match=f"CIFAR-100 file .*/test {message}") as e:
+            load_dataset("cifar100", tmp_path, "test")
+        one_line(e)
+    write_cifar100(tmp_path)
+    with open(tmp_path / "cifar-100-python" / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": CIFAR100_NAMES[:20]}, f)  # coarse names where fine ones belong
+    with pytest.raises(UsageError, match="meta does not hold 100 fine_label_names"):
+        load_dataset("cifar100", tmp_path, "train")
+
+
+def test_cifar100_image_folder_needs_100_classes(tmp_path):
+    classes = tuple(f"c{i:03d}" for i in range(100))
+    write_cifar_folder(tmp_path / "ok", train=classes, test=classes)
+    data = load_dataset("cifar100", tmp_path / "ok", "test")
+    assert data.classes == classes and data.labels.tolist() == list(range(100))
+    write_cifar_folder(tmp_path / "ten")  # a CIFAR-10 folder is not CIFAR-100
+    with pytest.raises(UsageError, match="has 10 class folders .*this dataset has 100"):
+        load_dataset("cifar100", tmp_path / "ten", "train")

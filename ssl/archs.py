@@ -1,0 +1,56 @@
+"""Classifier networks by name, with the constructor arguments and eligible mixing points of their recipe.
+
+- ``preactresnet18`` / ``preactresnet34``: the ICML paper's supervised networks (Table 1), :mod:`ssl.preact`.
+- ``wrn28_10``: WRN-28-10 of the supervised experiments. Appendix C gives only the optimiser, so the
+  block follows the released supervised code: ReLU (``leaky_slope=0``), PyTorch's BatchNorm momentum 0.1
+  (that code set 0.9 on the last BN only, the slip :mod:`ssl.wrn` mentions) and no dropout. Eligible
+  layers: "the input layer and the output from the first resblock" (Appendix C), i.e. pixel, h1; the
+  released code drew from the first three points (pixel, h1, h2) instead.
+- ``wrn28_2``: the SSL network of Oliver et al. with :class:`ssl.wrn.WideResNet`'s defaults (LeakyReLU
+  0.1, momentum 0.001); mixing at pixel, h1, h2 (preprint Appendix C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from common.config import UsageError
+from common.staged import StagedNet
+from ssl.preact import PAPER_MIX_POINTS, PreActResNet18, PreActResNet34
+from ssl.wrn import WideResNet
+
+
+@dataclass(frozen=True)
+class Arch:
+    build: Callable[..., StagedNet]  # called as build(num_classes=..., in_channels=..., **kwargs)
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+    paper_mix_points: tuple[str, ...] = ()  # the paper's eligible set S for Manifold Mixup
+
+
+ARCHS: Mapping[str, Arch] = MappingProxyType(
+    {
+        "preactresnet18": Arch(PreActResNet18, {}, PAPER_MIX_POINTS),
+        "preactresnet34": Arch(PreActResNet34, {}, PAPER_MIX_POINTS),
+        "wrn28_10": Arch(
+            WideResNet,
+            MappingProxyType({"depth": 28, "width": 10, "leaky_slope": 0.0, "bn_momentum": 0.1, "dropout": 0.0}),
+            ("pixel", "h1"),
+        ),
+        "wrn28_2": Arch(WideResNet, MappingProxyType({"depth": 28, "width": 2}), ("pixel", "h1", "h2")),
+    }
+)
+
+
+def get_arch(name: str) -> Arch:
+    """The registry entry of ``name``; an unknown name is a UsageError listing the valid ones."""
+    if name not in ARCHS:
+        raise UsageError(f"unknown architecture {name!r} (valid: {', '.join(ARCHS)})")
+    return ARCHS[name]
+
+
+def build_classifier(name: str, num_classes: int, in_channels: int) -> StagedNet:
+    """A freshly initialised network ``name`` for (B, in_channels, H, W) images and ``num_classes`` classes."""
+    arch = get_arch(name)
+    return arch.build(num_classes=num_classes, in_channels=in_channels, **arch.kwargs)
