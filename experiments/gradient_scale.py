@@ -45,6 +45,7 @@ def main() -> None:
 
     saved = yaml.safe_load((args.run / "config.yaml").read_text())
     cfg = resolve_config(T.SSLConfig, None, {}, base=saved)
+    cfg = dataclasses.replace(cfg, method="manifold")  # a supervised run's batches have no unlabelled part
     data = T.build_data(cfg, torch.device("cpu"), argparse.Namespace(out=args.run), resuming=True, say=print)
     model = T.build_model(cfg, data.num_classes, data.channels)
     state = load_checkpoint(args.run / "checkpoint.pt")
