@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import ssl.train as T
 from common.config import UsageError, resolve_config
+from common.loop import NON_FINITE_EXIT, update_ema
 from common.mixup import sample_mix
 from ssl.wrn import WideResNet
 
@@ -149,7 +150,7 @@ def test_eligible_points_per_method():
 def test_ema_update_moves_towards_the_model():
     model, ema = tiny_model(0), tiny_model(1)
     before = [p.clone() for p in ema.parameters()]
-    T.update_ema(ema, model, 0.9)
+    update_ema(ema, model, 0.9)
     for b, e, m in zip(before, ema.parameters(), model.parameters()):
         torch.testing.assert_close(e, 0.9 * b + 0.1 * m)
 
@@ -429,7 +430,7 @@ def test_a_non_finite_run_stops_and_keeps_the_last_good_checkpoint(
 ):
     out = tmp_path / "run"
     poison_train_step(monkeypatch, first_bad)
-    assert T.main([*TINY, "--method", "supervised", *options, "--out", str(out)]) == T.NON_FINITE_EXIT
+    assert T.main([*TINY, "--method", "supervised", *options, "--out", str(out)]) == NON_FINITE_EXIT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and what in err[0] and f"at update {stop_step}" in err[0]
     assert "update 20's" in err[0] and "--lr" in err[0]
