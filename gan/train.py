@@ -297,11 +297,11 @@ def train(s: Session, task: Task, t: Training, step: int, meter: LossMeter) -> i
                     task.save_visual(sampler, t.fixed_z, path)
                 if dist.main and ((task.eval_every and step % task.eval_every == 0) or step == cfg.steps):
                     evaluate(s, task, sampler, step)
-                if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and (
-                    code := s.checkpoint(step, save)
-                ) is not None:
+                due = step % cfg.checkpoint_every == 0 or step == cfg.steps
+                if due and (code := s.checkpoint(step, save)) is not None:
                     return code
-            if (code := s.poll_stop(stop, step, save, sync_point=step % cfg.log_every == 0)) is not None:
+            code = s.poll_stop(stop, step, save, sync_point=step % cfg.log_every == 0)
+            if code is not None:
                 return code
     return None
 

@@ -306,9 +306,8 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
                 if epoch % cfg.eval_every == 0 or step == total:
                     with throughput.paused():  # throughput counts training only
                         evaluate_epoch(s, data, nets, step, epoch)
-                if (epoch % cfg.checkpoint_every == 0 or step == total) and (
-                    code := s.checkpoint(step, save)
-                ) is not None:
+                saving = epoch % cfg.checkpoint_every == 0 or step == total
+                if saving and (code := s.checkpoint(step, save)) is not None:
                     return code
             if (code := s.poll_stop(stop, step, save, sync_point=step % cfg.log_every == 0)) is not None:
                 return code

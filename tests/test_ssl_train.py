@@ -463,3 +463,17 @@ def test_summary_reports_errors_in_percent_with_run_directory_and_wall_time():
     line = T.summary_line(summary)
     assert "test error 25.00% at the best validation error 20.00% (epoch 1)" in line
     assert "acc" not in line and "1:02:03" in line and "runs/x" in line
+
+
+def test_input_mixup_refuses_mixing_points_it_would_ignore(tmp_path):
+    with pytest.raises(UsageError, match="--method input mixes at the input only") as e:
+        T.main([*TINY, "--method", "input", "--mix-points", "h1,h2", "--out", str(tmp_path / "run")])
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_the_loss_of_an_update_includes_the_l1_term_of_the_plain_network():
+    model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
+    c = cfg(method="supervised", l1="0.01", l1_scope="all")
+    loss, parts = T.train_step(model, model, x_l, y_l, x_u, 1.0, c, (0,), 10, net=model)
+    torch.testing.assert_close(parts["loss_l1"], 0.01 * T.l1_penalty(model).detach())
+    torch.testing.assert_close(loss.detach(), parts["loss_sup"] + parts["loss_l1"])
