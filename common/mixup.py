@@ -90,11 +90,21 @@ def sample_mix(
     device: torch.device | str | None = None,
 ) -> Mix:
     """Draw k uniformly from ``points``, λ (one, or one per example), and a batch permutation."""
-    k = points[int(torch.randint(len(points), ()))]
+    k = sample_point(points)
     lam = sample_lam(alpha, (batch_size,) if per_example else (), dist)
     if per_example:
         lam = lam.to(device)
-    return Mix(point=k, lam=lam, perm=torch.randperm(batch_size, device=device))
+    return Mix(point=k, lam=lam, perm=sample_perm(batch_size, device))
+
+
+def sample_point(points: Sequence[int]) -> int:
+    """A mixing point k drawn uniformly from the eligible set (torch's global CPU generator)."""
+    return points[int(torch.randint(len(points), ()))]
+
+
+def sample_perm(batch_size: int, device: torch.device | str | None = None) -> Tensor:
+    """The permutation that pairs example i with example perm[i]."""
+    return torch.randperm(batch_size, device=device)
 
 
 def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:

@@ -20,7 +20,8 @@ from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
-from gan.train import CONFIGS, GANConfig, Nets, build_discriminator, build_generator, mixing_points, train_iteration
+from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator
+from gan.train import Nets, mixing_points, train_iteration
 
 PATHS = {"plain": Speed(), "amp": Speed(amp=True, channels_last=True), "fast": Speed(True, True, True)}
 VARIANTS = {  # name: config overrides

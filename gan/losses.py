@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from common.mixup import mix, sample_lam
+from common.mixup import mix, sample_lam, sample_perm
 
 Loss = Literal["ns", "hinge"]
 PAIRS = ("rf", "fr", "ff")
@@ -91,7 +91,7 @@ def make_mixes(
         elif pair == "fr":
             mixes.append(mix(h_fake, h_real, lam))
         else:
-            mixes.append(mix(h_fake, h_fake[torch.randperm(b, device=h_fake.device)], lam))
+            mixes.append(mix(h_fake, h_fake[sample_perm(b, h_fake.device)], lam))
         targets.append(target.float() if per_example else target)  # float32 labels keep the loss float32
     return torch.cat(mixes), targets
 

@@ -16,9 +16,15 @@ Every layer of D is spectrally normalised with torch's parametrization. D is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from common.config import UsageError
+from common.registry import register, spec
 from common.staged import StagedNet
 
 
@@ -62,6 +68,7 @@ class GBlock(nn.Module):
         return self.residual(x) + self.shortcut(x)
 
 
+@register("sngan_generator")
 class Generator(nn.Module):
     """z (B, z_dim) -> images (B, out_channels, bottom·2^blocks, ...) in [-1, 1]."""
 
@@ -130,6 +137,7 @@ class SumPoolHead(nn.Module):
         return self.linear(h.relu().sum(dim=(2, 3))).squeeze(1)
 
 
+@register("sngan_discriminator")
 class Discriminator(StagedNet):
     """Images (B, in_channels, H, W) -> logits (B,); one stage per block plus the head.
 
@@ -144,3 +152,41 @@ class Discriminator(StagedNet):
         blocks += [DBlock(channels, channels, down=False, sn=sn) for _ in range(plain)]
         super().__init__([*blocks, SumPoolHead(channels, sn)])
         init_sngan(self)
+
+
+def image_network_args(cfg: Any, shape: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """model_args of the SNGAN generator and discriminator for a GANConfig and images of ``shape`` (C, H, W)."""
+    size = cfg.g_bottom * 2**cfg.g_blocks
+    if size != shape[1]:
+        raise UsageError(
+            f"the generator makes {size}x{size} images (g_bottom·2^g_blocks) but the data is "
+            f"{shape[1]}x{shape[2]}; adjust --g-bottom / --g-blocks"
+        )
+    return {
+        "generator": spec(
+            "sngan_generator",
+            z_dim=cfg.z_dim,
+            channels=cfg.g_channels,
+            bottom=cfg.g_bottom,
+            blocks=cfg.g_blocks,
+            out_channels=shape[0],
+        ),
+        "discriminator": spec(
+            "sngan_discriminator",
+            in_channels=shape[0],
+            channels=cfg.d_channels,
+            down=cfg.d_down,
+            plain=cfg.d_plain,
+            sn=cfg.spectral_norm,
+        ),
+    }
+
+
+@torch.no_grad()
+def sample(G: nn.Module, z: Tensor) -> Tensor:
+    """G(z) in eval mode (BatchNorm running statistics), then G's mode restored."""
+    was_training = G.training
+    G.eval()
+    out = G(z)
+    G.train(was_training)
+    return out

@@ -24,19 +24,28 @@ from torch import Tensor, nn
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
 from common.data import IMAGE_SUFFIXES, read_images
+from common.registry import build
 from common.run import load_checkpoint, progress, resolve_device
+from gan.config import network_args, saved_config
 
 OUTPUT_KINDS = "FILE.npz, or a folder of PNGs (a path ending in / or without a suffix)"
 
 
 def load_generator(path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(generator in eval mode, its training config) from a ``gan.train`` checkpoint."""
-    from gan.train import build_generator  # the checkpoint's config says which generator to build
+    """(generator in eval mode, its training config) from a ``gan.train`` checkpoint.
 
+    The generator is rebuilt from the checkpoint's ``model_args`` (common/registry.py); a checkpoint
+    written before they were stored is rebuilt from its saved config (a config this version cannot
+    read is a one-line UsageError).
+    """
     state = load_checkpoint(path, device)
     if "generator" not in state or "config" not in state:
         raise UsageError(f"{path} is not a gan.train checkpoint (no generator in it)")
-    G = build_generator(state["config"], state["sample_shape"])
+    if isinstance(state.get("model_args"), dict):
+        G = build(state["model_args"]["generator"])
+    else:
+        cfg = saved_config(state["config"], f"the config saved in {path}")
+        G = build(network_args(cfg, state["sample_shape"])["generator"])
     G.load_state_dict(state["generator_ema"] if ema and state.get("generator_ema") else state["generator"])
     return G.to(device).eval(), state["config"]
 

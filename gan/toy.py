@@ -4,18 +4,26 @@ Real points are drawn from 8 Gaussians with standard deviation σ on a circle of
 generated point is *high quality* when it lies within 3σ of its nearest mode; a mode is *covered*
 when at least 2% of the generated points are high-quality points of that mode (a uniform
 generator would put 12.5% in each).
+
+Everything the GAN trainer does differently for the ring sits here, behind :class:`RingTask`: its
+networks (MLPs), its data (fresh points every batch), its metrics and its scatter plot.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from common.dist import NO_DIST, Dist, shard
+from common.registry import register, spec
 from common.staged import StagedNet
-from gan.nets import maybe_spectral_norm
+from gan.nets import maybe_spectral_norm, sample
 
 NUM_MODES = 8
 RADIUS = 2.0
@@ -45,6 +53,7 @@ def mode_metrics(points: Tensor, sigma: float, min_fraction: float = 0.02) -> di
     }
 
 
+@register("ring_mlp_generator")
 class MLPGenerator(nn.Module):
     """z (B, z_dim) -> points (B, 2)."""
 
@@ -59,6 +68,7 @@ class MLPGenerator(nn.Module):
         return self.net(z)
 
 
+@register("ring_mlp_discriminator")
 class MLPDiscriminator(StagedNet):
     """points (B, 2) -> logits (B,); each hidden layer is a stage, so ``h1``, ``h2``... are mixing points."""
 
@@ -69,3 +79,62 @@ class MLPDiscriminator(StagedNet):
         ]
         stages.append(nn.Sequential(maybe_spectral_norm(nn.Linear(hidden, 1), sn), nn.Flatten(0)))
         super().__init__(stages)
+
+
+def ring_network_args(cfg: Any, shape: Sequence[int] = (2,)) -> dict[str, dict[str, Any]]:
+    """model_args of the ring's MLP generator and discriminator for a GANConfig."""
+    return {
+        "generator": spec("ring_mlp_generator", z_dim=cfg.z_dim, hidden=cfg.mlp_hidden, layers=cfg.mlp_layers),
+        "discriminator": spec(
+            "ring_mlp_discriminator", hidden=cfg.mlp_hidden, layers=cfg.mlp_layers, sn=cfg.spectral_norm
+        ),
+    }
+
+
+class RingTask:
+    """The ring for gan.train: real points drawn afresh, mode metrics, a scatter plot over the modes."""
+
+    visual_noise = 1000  # points in each scatter plot
+    num_images: int | None = None  # no finite training set
+    shape: tuple[int, ...] = (2,)
+
+    def __init__(self, cfg: Any, device: torch.device, dist: Dist = NO_DIST, say: Callable = print):
+        self.cfg, self.device, self.dist = cfg, device, dist
+        self.eval_every = cfg.eval_every  # updates between evaluations (0 = only at the end)
+        self.eval_samples = cfg.eval_samples  # generated at once by an evaluation (the memory estimate)
+        self.resident_bytes = 0
+
+    def batch(self, i: int) -> Tensor:
+        """This rank's part of a real batch: drawn for the global batch on every rank, then sharded."""
+        return shard(sample_ring(self.cfg.batch_size, self.cfg.ring_sigma, self.device), self.dist)
+
+    def start_evaluation(self) -> str | None:
+        """Nothing to prepare; never skipped."""
+        return None
+
+    def evaluate(self, G: nn.Module) -> dict[str, float]:
+        """Modes covered and high-quality fraction, on noise of its own generator: how often we evaluate
+        must not change training."""
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        z = torch.randn(self.cfg.eval_samples, G.z_dim, generator=g).to(self.device)
+        return mode_metrics(sample(G, z), self.cfg.ring_sigma)
+
+    def save_visual(self, G: nn.Module, z: Tensor, path: Path) -> None:
+        """A scatter plot of G(z) over the ring's modes."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        x = sample(G, z).float().cpu()
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, label="generated")
+        modes = ring_modes()
+        ax.scatter(modes[:, 0], modes[:, 1], s=30, c="red", marker="x", label="modes")
+        ax.set_xlim(-3, 3)
+        ax.set_ylim(-3, 3)
+        ax.set_aspect("equal")
+        ax.set_title(path.stem)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)

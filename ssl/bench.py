@@ -26,7 +26,8 @@ from common.data import DATASETS
 from common.mixup import mixup_forward, sample_mix
 from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
-from ssl.train import SSLConfig, soft_cross_entropy, train_step
+from ssl.config import SSLConfig
+from ssl.train import soft_cross_entropy, train_step
 from ssl.wrn import WideResNet
 
 PATHS = {

@@ -20,7 +20,7 @@ Reports, on the test images:
   the run's labelled training images (``--knn-train all``: every non-validation training image with
   its label).
 
-Preprocessing is the run's own: ``build_data`` of ssl/train.py rebuilt from the saved config and the
+Preprocessing is the run's own: ``build_data`` of ssl/data.py rebuilt from the saved config and the
 run's split.npz, so ZCA is fitted on the same images as in training.
 """
 
@@ -44,8 +44,10 @@ from torch import Tensor, nn
 from common.augment import Preprocess
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError, resolve_config
+from common.registry import build
 from common.run import CHECKPOINT, CONFIG, EVALUATION, load_checkpoint, resolve_device
-from ssl.train import SPLIT, SSLConfig, build_data, build_model
+from ssl.config import SSLConfig, network_args
+from ssl.data import SPLIT, build_data
 
 ECE_BINS = 15
 KNN_K = 5
@@ -321,7 +323,7 @@ def evaluate_run(args: Any) -> dict[str, Any]:
     # The run's data and preprocessing: its split.npz (as on --resume), ZCA fitted on the same images.
     has_split = (run_dir / SPLIT).is_file()
     data = build_data(cfg, device, SimpleNamespace(out=run_dir), has_split, say=lambda *a, **kw: None)
-    model = build_model(cfg, data.num_classes, data.channels).to(device)
+    model = build(state.get("model_args") or network_args(cfg, data.num_classes, data.channels)).to(device)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

@@ -19,244 +19,29 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from common.augment import ZCA, Preprocess, normalize
-from common.cli import run_main, start_run, trainer_parser
-from common.config import check, check_number, opt, to_dict
-from common.data import DATASETS, Split, load_dataset, make_split
-from common.dist import agree_to_stop, barrier, init_distributed, mean_over_ranks, shard, shutdown, wrap
-from common.dist import in_sync as ranks_in_sync
-from common.guard import FLOAT_BYTES, check_memory, footprint, non_finite, weights_finite
+from common.augment import Preprocess
+from common.cli import run_main, trainer_parser
+from common.dist import barrier, shard, wrap
+from common.loop import LossMeter, Session, Throughput, hms, num_params, start_session, update_ema
 from common.mixup import mixup_forward, resolve_points, sample_mix
-from common.run import Run, StopSignal, progress, provenance, rng_state, seed_everything, set_rng_state
-from common.sampler import PairedBatches
-from common.speed import Speed, fused_kwargs, maybe_compile
+from common.registry import build
+from common.run import StopSignal, progress
+from common.speed import fused_kwargs, maybe_compile
+from ssl.config import CONFIGS, SSLConfig, check_method, network_args
+from ssl.data import SPLIT, Data, build_data
 from ssl.wrn import WideResNet
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
-SPLIT = "split.npz"  # the labelled/validation split, saved in the run directory
-MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
-NON_FINITE_EXIT = 3  # exit code of a run stopped because its loss or weights turned nan/inf
-
-
-@dataclass(frozen=True)
-class SSLConfig:
-    # data: the protocol of Oliver et al. 2018
-    dataset: Literal["cifar10", "svhn", "digits"] = opt("cifar10", "dataset")
-    data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data); ignored for digits")
-    download: bool = opt(False, "download missing dataset files (needs internet)")
-    svhn_extra: bool = opt(False, "append SVHN's extra_32x32.mat to the training images")
-    labels: int = opt(4000, "labelled training images, the same number per class")
-    val_size: int | None = opt(None, "validation images held out of training (default: the dataset's protocol)")
-    split: str | None = opt(None, "reuse the split.npz of another run, to compare methods on the same labels")
-    zca: bool = opt(True, "ZCA-whiten inputs, fitted on the non-validation training images")
-    translate: int = opt(2, "random translation in pixels, zero padded (0 = off)")
-    flip: bool | None = opt(None, "random horizontal flips (default: the dataset's convention)")
-    # model: WRN-depth-width
-    depth: int = opt(28, "WRN depth, 6n+4")
-    width: int = opt(2, "WRN widening factor")
-    leaky_slope: float = opt(0.1, "LeakyReLU slope (Oliver et al.: 0.1; original code: 0.01)")
-    bn_momentum: float = opt(0.001, "BatchNorm momentum, PyTorch convention (Oliver et al.: 0.001)")
-    dropout: float = opt(0.0, "dropout inside residual blocks (original code: 0.3)")
-    # method
-    method: Literal["manifold", "input", "supervised"] = opt("manifold", "Algorithm 1, Algorithm 3, or no mixup")
-    mix_points: tuple[str, ...] = opt(("pixel", "h1", "h2"), "eligible mixing points for method=manifold")
-    alpha_sup: float = opt(0.1, "α of λ ~ Beta(α, α) for the labelled batch")
-    alpha_unsup: float = opt(2.0, "α of λ ~ Beta(α, α) for the unlabelled batch")
-    per_example_lam: bool = opt(False, "one λ per example instead of one per batch")
-    consistency: Literal["logit", "prob"] = opt(
-        "logit", "MSE between logits (the code behind the paper's numbers) or softmax outputs (README: Recipes)"
-    )
-    pseudolabels: Literal["model", "ema"] = opt("model", "pseudolabels from the current model (paper) or an EMA")
-    w_max: float = opt(1.0, "maximum consistency weight (CIFAR-10: 1.0, SVHN: 2.0)")
-    rampup: float = opt(0.4, "fraction of all updates over which the weight ramps up to w_max")
-    ema_decay: float = opt(0.999, "decay of the EMA weights (used by pseudolabels=ema and eval_ema)")
-    eval_ema: bool = opt(False, "also evaluate the EMA weights")
-    # optimisation: SGD, preprint Appendix C
-    epochs: int = opt(1000, "epochs; an epoch is one pass over the unlabelled set")
-    iterations_per_epoch: int | None = opt(None, "updates per epoch (default: unlabelled images / batch)")
-    batch_size: int = opt(100, "labelled images per update")
-    unlabelled_batch_size: int = opt(100, "unlabelled images per update")
-    lr: float = opt(0.1, "initial learning rate")
-    lr_milestones: tuple[int, ...] = opt((500, 750, 875), "epochs at which the learning rate drops")
-    lr_gamma: float = opt(0.1, "learning-rate factor at each milestone")
-    momentum: float = opt(0.9, "SGD momentum")
-    nesterov: bool = opt(True, "Nesterov momentum (as the original code)")
-    weight_decay: float = opt(5e-4, "L2 coefficient (SGD weight decay, all parameters)")
-    l1: float = opt(1e-3, "L1 coefficient")
-    l1_scope: Literal["first", "all"] = opt(
-        "first", "L1 on the first tensor only (the code behind the paper's numbers) or on every parameter"
-    )
-    # evaluation and bookkeeping
-    eval_every: int = opt(1, "evaluate every N epochs")
-    eval_batch_size: int = opt(500, "batch size for evaluation")
-    log_every: int = opt(50, "log training losses every N updates")
-    checkpoint_every: int = opt(1, "checkpoint every N epochs")
-    seed: int = opt(0, "seed for the split, initialisation and every random draw")
-    # speed: None = on for CUDA, off on the CPU (README: Speed)
-    amp: bool | None = opt(None, "bfloat16 autocast")
-    channels_last: bool | None = opt(None, "channels-last memory format")
-    compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
-
-    def __post_init__(self) -> None:
-        # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
-        # Sizes that depend on the data or on memory are checked in check_sizes, before anything is written.
-        check(self.labels > 0, f"--labels must be positive, got {self.labels}")
-        check(self.val_size is None or self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}")
-        check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
-        check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
-        check(
-            self.method == "supervised" or self.unlabelled_batch_size > 0,
-            f"--method {self.method} needs --unlabelled-batch-size > 0",
-        )
-        check_number("--alpha-sup", self.alpha_sup, gt=0)
-        check_number("--alpha-unsup", self.alpha_unsup, gt=0)
-        check_number("--w-max", self.w_max, ge=0)
-        check(0 < self.rampup <= 1, f"--rampup is a fraction of training in (0, 1], got {self.rampup}")
-        check(0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        check(self.epochs > 0, "--epochs must be positive")
-        check(self.iterations_per_epoch is None or self.iterations_per_epoch > 0, "--iterations-per-epoch must be > 0")
-        check_number("--lr", self.lr, gt=0)
-        check(all(m >= 0 for m in self.lr_milestones), f"--lr-milestones are epochs >= 0, got {self.lr_milestones}")
-        check_number("--lr-gamma", self.lr_gamma, gt=0, le=1)
-        check_number("--momentum", self.momentum, ge=0, lt=1)
-        check(not self.nesterov or self.momentum > 0, "--nesterov needs --momentum > 0 (or pass --nesterov false)")
-        check_number("--weight-decay", self.weight_decay, ge=0)
-        check_number("--l1", self.l1, ge=0)
-        check(
-            min(self.eval_every, self.log_every, self.checkpoint_every, self.eval_batch_size) > 0,
-            "--eval-every, --log-every, --checkpoint-every and --eval-batch-size must be positive",
-        )
-        check(self.translate >= 0, "--translate must be >= 0")
-        check(
-            10 <= self.depth <= MAX_DEPTH and (self.depth - 4) % 6 == 0,
-            f"--depth: a WRN is 6n+4 layers deep, from 10 to {MAX_DEPTH} (10, 16, 22, 28, ...), got {self.depth}",
-        )
-        check(self.width >= 1, f"--width must be >= 1, got {self.width}")
-        check(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        check(0 < self.bn_momentum <= 1, f"--bn-momentum must be in (0, 1], got {self.bn_momentum}")
-        check_number("--leaky-slope", self.leaky_slope, ge=0, le=1)
-        check_number("--seed", self.seed, ge=0, lt=2**63)
 
 
 def get_args_parser():
     return trainer_parser(SSLConfig, "python -m ssl.train", __doc__, str(CONFIGS / "cifar10-4k.yaml"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-
-
-@dataclass
-class Data:
-    """Everything the loop reads: uint8 images resident on the device, the split, the batches."""
-
-    train: Tensor  # (N, C, H, W) uint8, all training images (validation included)
-    train_labels: Tensor  # (N,) int64
-    test: Tensor
-    test_labels: Tensor
-    split: Split
-    batches: PairedBatches
-    preprocess: Preprocess
-    num_classes: int
-    channels: int
-
-
-def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, say=print) -> Data:
-    info = DATASETS[cfg.dataset]
-    train = load_dataset(cfg.dataset, cfg.data_dir, "train", extra=cfg.svhn_extra, download=cfg.download)
-    test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
-    if resuming:
-        split = Split.load(run.out / SPLIT, num_train=len(train.labels), dataset=cfg.dataset)
-    elif cfg.split is not None:
-        split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
-        check(
-            len(split.labelled) == cfg.labels,
-            f"--split {cfg.split} has {len(split.labelled)} labelled images but --labels is {cfg.labels}",
-        )
-    else:
-        num_val = info.num_val if cfg.val_size is None else cfg.val_size
-        split = make_split(train.labels.numpy(), cfg.labels, num_val, cfg.seed, info.num_classes)
-    resident = train.images.numel() + test.images.numel()  # uint8 bytes kept on the device
-    check_sizes(cfg, split, tuple(train.images.shape[1:]), info.num_classes, resident, device)
-
-    images = train.images.to(device)
-    zca = None
-    if cfg.zca:  # fitted on every non-validation training image, in the layout it is applied to, on the device
-        unlabelled = torch.as_tensor(split.unlabelled, device=device)
-        zca = ZCA.fit(normalize(images[unlabelled], info.mean, info.std))
-    preprocess = Preprocess(
-        mean=info.mean, std=info.std, zca=zca, translate=cfg.translate, flip=info.flip if cfg.flip is None else cfg.flip
-    )
-    # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
-    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
-    ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
-    batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe, device=device)
-    say(
-        f"data: {cfg.dataset} | train {len(split.unlabelled)} ({len(split.labelled)} labelled; all "
-        f"{len(split.unlabelled)} used as unlabelled) | validation {len(split.val)} | test {len(test.labels)} "
-        f"| {batches.iterations_per_epoch} updates per epoch"
-    )
-    return Data(
-        train=images,
-        train_labels=train.labels.to(device),
-        test=test.images.to(device),
-        test_labels=test.labels.to(device),
-        split=split,
-        batches=batches,
-        preprocess=preprocess,
-        num_classes=info.num_classes,
-        channels=info.channels,
-    )
-
-
-def check_sizes(
-    cfg: SSLConfig,
-    split: Split,
-    shape: tuple[int, ...],
-    num_classes: int,
-    bytes_resident: int = 0,
-    device: torch.device | str = "cpu",
-) -> None:
-    """Refuse, in one line, batches larger than the sets they are drawn from, a translation as large as
-    the image, and a run whose rough memory estimate (common/guard.py) exceeds all of ``device``'s memory."""
-    labelled, unlabelled = len(split.labelled), len(split.unlabelled)
-    check(
-        cfg.batch_size <= labelled,
-        f"--batch-size {cfg.batch_size} is larger than the {labelled} labelled images; use at most {labelled}",
-    )
-    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
-    check(
-        unlabelled_bs <= unlabelled,
-        f"--unlabelled-batch-size {unlabelled_bs} is larger than the {unlabelled} unlabelled images; "
-        f"use at most {unlabelled}",
-    )
-    check(cfg.translate < shape[-1], f"--translate {cfg.translate} must be smaller than the {shape[-1]}-pixel images")
-    params, per_example = footprint(lambda: build_model(cfg, num_classes, shape[0]), shape)
-    copies = 3 + (cfg.pseudolabels == "ema" or cfg.eval_ema)  # weights, gradients, momentum (+ EMA)
-    need = FLOAT_BYTES * (params * copies + per_example * (cfg.batch_size + unlabelled_bs)) + bytes_resident
-    check_memory(
-        need,
-        torch.device(device),
-        f"WRN-{cfg.depth}-{cfg.width} ({params / 1e6:,.1f}M parameters) with batches of {cfg.batch_size} + "
-        f"{unlabelled_bs}",
-        "lower --batch-size, --unlabelled-batch-size, --width or --depth",
-    )
-
-
-def build_model(cfg: SSLConfig, num_classes: int, channels: int) -> WideResNet:
-    return WideResNet(num_classes, cfg.depth, cfg.width, channels, cfg.leaky_slope, cfg.bn_momentum, cfg.dropout)
 
 
 def eligible_points(cfg: SSLConfig, model: WideResNet) -> tuple[int, ...]:
@@ -303,16 +88,38 @@ def train_step(
     cfg: SSLConfig,
     points: Sequence[int],
     num_classes: int,
+    net: nn.Module | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The loss of one update (Algorithm 1; Algorithm 3 when points == (0,)). Returns (loss, parts).
 
     ``model`` and ``teacher`` are callables ``f(x, start, stop)`` (the network, possibly wrapped in
-    DDP or compiled); the loop adds the L1 term and steps the optimizer.
+    DDP or compiled); ``net`` is the plain network whose weights carry Appendix C's L1 term (its L2
+    term is SGD's weight decay). Without ``net`` the loss is the mixup objective alone.
     """
     if cfg.method == "supervised":
-        loss_s = F.cross_entropy(model(x_l), y_l)
-        return loss_s, {"loss_sup": loss_s.detach()}
+        loss = F.cross_entropy(model(x_l), y_l)
+        parts = {"loss_sup": loss.detach()}
+    else:
+        loss, parts = mixup_objective(model, teacher, x_l, y_l, x_u, w, cfg, points, num_classes)
+    if cfg.l1 and net is not None:
+        l1 = cfg.l1 * l1_penalty(net, cfg.l1_scope)
+        loss = loss + l1
+        parts["loss_l1"] = l1.detach()
+    return loss, parts
 
+
+def mixup_objective(
+    model: WideResNet,
+    teacher: nn.Module,
+    x_l: Tensor,
+    y_l: Tensor,
+    x_u: Tensor,
+    w: float,
+    cfg: SSLConfig,
+    points: Sequence[int],
+    num_classes: int,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Lines 3-10 of Algorithm 1: the mixed supervised loss plus w·the mixed consistency loss."""
     # Lines 3-5: supervised loss on the labelled batch mixed at a random eligible layer
     mix_l = sample_mix(len(x_l), points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
     logits_l, y_mixed = mixup_forward(model, x_l, F.one_hot(y_l, num_classes).float(), mix_l)
@@ -332,16 +139,7 @@ def train_step(
 
     # Line 10: L = L_S + π(t)·L_US
     loss = loss_s + w * loss_u
-    return loss, {"loss_sup": loss_s.detach(), "loss_cons": loss_u.detach()}
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """θ_ema ← decay·θ_ema + (1−decay)·θ; buffers (BN statistics) are copied."""
-    ema_params, params = list(ema.parameters()), list(model.parameters())
-    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
-        b_ema.copy_(b)
+    return loss, {"loss_sup": loss_s.detach(), "loss_cons": loss_u.detach(), "loss_cons_weighted": w * loss_u.detach()}
 
 
 @torch.no_grad()
@@ -386,201 +184,146 @@ def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The run
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    t_start = time.perf_counter()
-    args = get_args_parser().parse_args(argv)
-    d, device = init_distributed(args.device)
-    cfg, run, resuming = start_run(SSLConfig, args, "ssl", rank=d.rank, world=d.world, barrier=lambda: barrier(d))
-    say = tqdm.write if d.main else lambda *a, **k: None  # prints beside progress bars; rank 0 only
-    seed_everything(cfg.seed)  # the same on every rank: one RNG stream (common/dist.py)
-    speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
+@dataclass
+class Networks:
+    """The plain WRN (checkpoints, evaluation, the L1 term), the callable the step trains (DDP and/or
+    compiled), the teacher of the pseudolabels, the EMA copy, the optimizer and the eligible points."""
 
-    data = build_data(cfg, device, run, resuming, say)
-    net = speed.module(build_model(cfg, data.num_classes, data.channels).to(device))
-    model = maybe_compile(wrap(net, d, device), speed)  # what the training step calls
-    points = eligible_points(cfg, net)
+    net: WideResNet
+    model: Callable
+    teacher: Callable
+    ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    points: tuple[int, ...]
+    model_args: dict[str, Any]
+
+    def states(self) -> dict[str, Any]:
+        """What a checkpoint keeps, by name (None: no EMA in this run)."""
+        return {"model": self.net, "optimizer": self.optimizer, "ema": self.ema}
+
+
+def build_networks(s: Session, data: Data) -> Networks:
+    cfg = s.cfg
+    model_args = network_args(cfg, data.num_classes, data.channels)
+    net = s.speed.module(build(model_args).to(s.device))
+    model = maybe_compile(wrap(net, s.dist, s.device), s.speed)
     ema = copy.deepcopy(net) if (cfg.pseudolabels == "ema" or cfg.eval_ema) else None
-    teacher = maybe_compile(ema, speed) if cfg.pseudolabels == "ema" else model
+    teacher = maybe_compile(ema, s.speed) if cfg.pseudolabels == "ema" else model
     optimizer = torch.optim.SGD(
         net.parameters(),
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
-        **fused_kwargs(device),
+        **fused_kwargs(s.device),
     )
-    say(
-        f"model: WRN-{cfg.depth}-{cfg.width}, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters; "
-        f"method {cfg.method}, {mixing_description(cfg, net, points)}; {speed.describe()}"
+    points = eligible_points(cfg, net)
+    s.say(
+        f"model: WRN-{cfg.depth}-{cfg.width}, {num_params(net):.2f}M parameters; "
+        f"method {cfg.method}, {mixing_description(cfg, net, points)}; {s.speed.describe()}"
     )
+    return Networks(net, model, teacher, ema, optimizer, points, model_args)
 
-    run.begin()  # setup worked: only now is --out created (or an old run there replaced)
-    say(
-        f"run: {run.out} ({'resuming' if resuming else 'new'}) on {device}"
-        + (f" x {d.world} ranks" if d.enabled else "")
-    )
-    if run.writer and not resuming:
+
+def main(argv: Sequence[str] | None = None) -> int:
+    s = start_session(SSLConfig, get_args_parser(), argv, "ssl")
+    check_method(s.cfg)
+    data = build_data(s.cfg, s.device, s.run, s.resuming, s.say)
+    nets = build_networks(s, data)
+    s.begin()
+    if s.run.writer and not s.resuming:
         data.split.save(
-            run.out / SPLIT, dataset=cfg.dataset, num_labels=cfg.labels, seed=cfg.seed, num_train=len(data.train_labels)
+            s.run.out / SPLIT,
+            dataset=s.cfg.dataset,
+            num_labels=s.cfg.labels,
+            seed=s.cfg.seed,
+            num_train=len(data.train_labels),
         )
+    step, meter = 0, LossMeter()
+    if s.resuming:
+        state = s.restore(nets.states())
+        step, meter = state["step"], LossMeter(state["meter"])
+        s.say(f"resumed at update {step} of {s.cfg.epochs * data.batches.iterations_per_epoch}")
+    code = train(s, data, nets, step, meter)
+    if code is not None:
+        return code
+    evals = [m for m in s.run.metrics() if "val_acc" in m]
+    summary = summarize(evals) | (summarize(evals, "ema_") if s.cfg.eval_ema else {})
+    counts = {"updates": s.cfg.epochs * data.batches.iterations_per_epoch, "epochs": s.cfg.epochs}
+    return s.finish(summary, counts, [nets.net], lambda sm: summary_line(sm, s.cfg.eval_ema))
 
+
+def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -> int | None:
+    """Algorithm 1's loop from update ``step`` to the end: None when done, else the exit code of a stop."""
+    cfg, device, dist = s.cfg, s.device, s.dist
     ipe = data.batches.iterations_per_epoch
     total = cfg.epochs * ipe
-    step = 0
-    meter: dict = {}  # sums of the losses since the last log line, kept on the device, and their count
-    if resuming:
-        state = run.load_checkpoint(device, keys=("model", "optimizer", "meter", "step", "rng"))
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        meter, step = state["meter"], state["step"]
-        set_rng_state(state["rng"])
-        run.truncate_metrics(step)
-        say(f"resumed at update {step} of {total}")
+    s.keep(nets.net, nets.ema, hint=f"lower --lr (now {cfg.lr:g}), --w-max or --l1", count_key="updates")
 
-    def checkpoint() -> None:
-        run.save_checkpoint(
-            {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "meter": meter,
-                "step": step,
-                "rng": rng_state(),
-                "config": to_dict(cfg),
-            }
-        )
+    def save() -> None:
+        s.save(nets.states(), step=step, meter=meter, model_args=nets.model_args)
 
-    last_good = step if resuming else None  # the update of the checkpoint on disk that has finite weights
-    wall_before = previous_wall_time(run)  # wall time of earlier sessions of a resumed run
-
-    def save_if_finite() -> bool:
-        """Write a checkpoint unless the weights turned non-finite (then keep the last good one)."""
-        nonlocal last_good
-        if not weights_finite(net, ema):  # one sync, beside the many of writing a checkpoint
-            return False
-        checkpoint()
-        last_good = step
-        return True
-
-    def stop_non_finite(what: str) -> int:
-        """Stop a run whose losses or weights are nan/inf: say so, mark the summary failed, exit 3."""
-        kept = (
-            f"the last good checkpoint is update {last_good}'s ({run.checkpoint_path})"
-            if last_good is not None
-            else "no checkpoint was written before it"
-        )
-        message = (
-            f"stopped: {what} at update {step}; {kept}; lower --lr (now {cfg.lr:g}), --w-max or --l1 "
-            "and start over with --overwrite"
-        )
-        run.write_summary(
-            {
-                "status": "failed",
-                "reason": message,
-                "updates": step,
-                "last_good_checkpoint_update": last_good,
-                "run_dir": str(run.out),
-                "wall_time_s": wall_before + time.perf_counter() - t_start,
-            }
-        )
-        if d.main:
-            tqdm.write(f"python -m ssl.train: {message}", file=sys.stderr)
-        shutdown(d)
-        return NON_FINITE_EXIT
-
-    net.train()
-    t_log, step_log = time.perf_counter(), step
-    with StopSignal() as stop, progress(total if d.main else 0, step, "ssl") as bar:
+    nets.net.train()
+    throughput = Throughput(step)
+    with StopSignal() as stop, progress(total if dist.main else 0, step, "ssl") as bar:
         while step < total:
             lr = learning_rate(step, cfg, ipe)
-            for group in optimizer.param_groups:
+            for group in nets.optimizer.param_groups:
                 group["lr"] = lr
             w = consistency_weight(step, total, cfg.w_max, cfg.rampup)
 
-            idx_l, idx_u = (shard(i, d) for i in data.batches.indices(step))  # this rank's part
-            x_l = speed.images(data.preprocess(data.train[idx_l], train=True))
-            x_u = speed.images(data.preprocess(data.train[idx_u], train=True)) if len(idx_u) else None
-            with speed.autocast(device):
+            idx_l, idx_u = (shard(i, dist) for i in data.batches.indices(step))  # this rank's part
+            x_l = s.speed.images(data.preprocess(data.train[idx_l], train=True))
+            x_u = s.speed.images(data.preprocess(data.train[idx_u], train=True)) if len(idx_u) else None
+            y_l = data.train_labels[idx_l]
+            with s.speed.autocast(device):
                 loss, parts = train_step(
-                    model, teacher, x_l, data.train_labels[idx_l], x_u, w, cfg, points, data.num_classes
+                    nets.model, nets.teacher, x_l, y_l, x_u, w, cfg, nets.points, data.num_classes, net=nets.net
                 )
-            if "loss_cons" in parts:
-                parts["loss_cons_weighted"] = w * parts["loss_cons"]
-            if cfg.l1:  # Appendix C's L1 term; its L2 term is SGD's weight decay
-                l1 = cfg.l1 * l1_penalty(net, cfg.l1_scope)
-                loss = loss + l1
-                parts["loss_l1"] = l1.detach()
-            optimizer.zero_grad(set_to_none=True)
+            nets.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            if ema is not None:
-                update_ema(ema, net, cfg.ema_decay)
+            nets.optimizer.step()
+            if nets.ema is not None:
+                update_ema(nets.ema, nets.net, cfg.ema_decay)
             step += 1
             bar.update()
 
-            parts["loss"] = loss.detach()
-            for k, v in parts.items():
-                meter[k] = meter.get(k, 0) + v
-            meter["steps"] = meter.get("steps", 0) + 1
+            meter.add(parts | {"loss": loss.detach()})
             if step % cfg.log_every == 0 or step == total:  # the only host-device sync of a training step
-                averaged = mean_over_ranks({k: v / meter["steps"] for k, v in meter.items() if k != "steps"}, d)
-                logged = {k: v.item() for k, v in averaged.items()}
-                meter = {}
-                speed_img = (step - step_log) * (cfg.batch_size + len(idx_u) * d.world) / (time.perf_counter() - t_log)
-                t_log, step_log = time.perf_counter(), step
-                wall = wall_before + time.perf_counter() - t_start
-                times = {"img_per_s": speed_img, "wall_s": wall}
-                run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time=times)
-                say(log_line(step, total, ipe, lr, w, logged, speed_img))
-                bad = non_finite(logged)  # already on the host: no extra sync
-                if bad:
-                    return stop_non_finite("a non-finite loss (" + ", ".join(f"{k} {logged[k]}" for k in bad) + ")")
+                logged = meter.flush(dist)
+                rate = throughput.rate(step, cfg.batch_size + len(idx_u) * dist.world)
+                times = {"img_per_s": rate, "wall_s": s.wall()}
+                s.run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time=times)
+                s.say(log_line(step, total, ipe, lr, w, logged, rate))
+                if (code := s.check_losses(logged, step)) is not None:
+                    return code
 
             if step % ipe == 0 or step == total:
                 epoch = math.ceil(step / ipe)
                 if epoch % cfg.eval_every == 0 or step == total:
-                    t_eval = time.perf_counter()
-                    if d.main:
-                        with speed.autocast(device):
-                            metrics = evaluate_all(net, data, cfg)
-                            if cfg.eval_ema and ema is not None:
-                                metrics |= evaluate_all(ema, data, cfg, prefix="ema_")
-                        run.log(step=step, epoch=epoch, **metrics)
-                        say(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                    barrier(d)
-                    t_log += time.perf_counter() - t_eval  # throughput counts training only
-                if (epoch % cfg.checkpoint_every == 0 or step == total) and not save_if_finite():
-                    return stop_non_finite("the weights are not finite")
-            if agree_to_stop(stop.signum is not None, d, device, sync_point=step % cfg.log_every == 0):
-                if not save_if_finite():
-                    return stop_non_finite("the weights are not finite")
-                say(f"stopped at update {step}; continue with: {run.resume_command()}")
-                shutdown(d)
-                return stop.exit_code
+                    with throughput.paused():  # throughput counts training only
+                        evaluate_epoch(s, data, nets, step, epoch)
+                saving = epoch % cfg.checkpoint_every == 0 or step == total
+                if saving and (code := s.checkpoint(step, save)) is not None:
+                    return code
+            if (code := s.poll_stop(stop, step, save, sync_point=step % cfg.log_every == 0)) is not None:
+                return code
+    return None
 
-    in_sync = ranks_in_sync(net, d, device)
-    evals = [m for m in run.metrics() if "val_acc" in m]
-    summary = summarize(evals) | (summarize(evals, "ema_") if cfg.eval_ema else {})
-    wall = wall_before + time.perf_counter() - t_start
-    summary |= {
-        "status": "completed",
-        "updates": step,
-        "epochs": cfg.epochs,
-        "run_dir": str(run.out),
-        "wall_time_s": wall,
-        "ranks": d.world,
-        "ranks_in_sync": in_sync,
-        "speed": speed.describe(),
-        "provenance": provenance(device),
-    }
-    run.write_summary(summary)
-    say(summary_line(summary, cfg.eval_ema))
-    shutdown(d)
-    return 0
+
+def evaluate_epoch(s: Session, data: Data, nets: Networks, step: int, epoch: int) -> None:
+    """Validation and test accuracy of the weights (and of the EMA weights), logged by rank 0."""
+    if s.dist.main:
+        with s.speed.autocast(s.device):
+            metrics = evaluate_all(nets.net, data, s.cfg)
+            if s.cfg.eval_ema and nets.ema is not None:
+                metrics |= evaluate_all(nets.ema, data, s.cfg, prefix="ema_")
+        s.run.log(step=step, epoch=epoch, **metrics)
+        s.say(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    barrier(s.dist)
 
 
 def mixing_description(cfg: SSLConfig, net: WideResNet, points: Sequence[int]) -> str:
@@ -624,18 +367,6 @@ def summary_line(summary: dict, eval_ema: bool = False) -> str:
         "summary: " + " | ".join(parts) + f" | {summary['updates']} updates in {wall} (wall time) "
         f"| run directory {summary['run_dir']}"
     )
-
-
-def hms(seconds: float) -> str:
-    """1:02:03 for 3723 seconds (hours unbounded)."""
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}"
-
-
-def previous_wall_time(run: Run) -> float:
-    """Wall time, in seconds, that earlier sessions of a resumed run logged (0 for a new run)."""
-    times = [m["time"].get("wall_s", 0.0) for m in run.metrics() if isinstance(m.get("time"), dict)]
-    return float(times[-1]) if times else 0.0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
+from common.registry import register
 from common.staged import StagedNet
 
 
@@ -48,6 +49,10 @@ class Block(nn.Module):
         return y + (x if self.shortcut is None else self.shortcut(o))
 
 
+ARCH = "wrn"  # its name in checkpoints' model_args (common/registry.py)
+
+
+@register(ARCH)
 class WideResNet(StagedNet):
     """WRN-depth-width for (B, in_channels, H, W) images; ``mix_points`` = pixel, h1, h2, h3."""
 

@@ -158,3 +158,20 @@ def test_an_interrupted_write_leaves_nothing(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             write_samples(chunks(), tmp_path / out, 4)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_without_model_args_is_rebuilt_from_its_config_or_refused_in_one_line(tmp_path):
+    from common.config import resolve_config, to_dict
+    from gan.config import CONFIGS, GANConfig, build_generator
+
+    cfg = resolve_config(GANConfig, CONFIGS / "ring.yaml", {"mlp_hidden": 8})
+    G = build_generator(cfg, (2,))
+    old = {"generator": G.state_dict(), "config": to_dict(cfg), "sample_shape": [2]}  # written before model_args
+    torch.save(old, tmp_path / "old.pt")
+    loaded, _ = load_generator(tmp_path / "old.pt")
+    for name, value in G.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value)
+    torch.save(old | {"config": to_dict(cfg) | {"renamed": 1}}, tmp_path / "renamed.pt")
+    with pytest.raises(UsageError, match="unknown key 'renamed'") as e:
+        load_generator(tmp_path / "renamed.pt")
+    assert "\n" not in str(e.value)

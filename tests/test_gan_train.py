@@ -7,6 +7,8 @@ import torch
 
 import gan.train as T
 from common.config import UsageError, resolve_config
+from common.loop import NON_FINITE_EXIT
+from gan.tasks import make_task
 
 from conftest import ROOT, metrics_without_time, run_module, signal_after
 
@@ -69,7 +71,7 @@ def test_discriminator_updates_per_generator_update():
     calls = []
     opt_g.register_step_post_hook(lambda *a: calls.append("G"))
     opt_d.register_step_post_hook(lambda *a: calls.append("D"))
-    real = T.RealBatches(cfg, torch.device("cpu"))
+    real = make_task(cfg, torch.device("cpu"))
     for step in range(2):
         T.train_iteration(T.Nets.plain(G, D), opt_g, opt_d, real, step, cfg, (0, 1), torch.device("cpu"))
     assert calls == ["D", "D", "D", "G"] * 2
@@ -265,7 +267,7 @@ def test_a_non_finite_run_stops_and_keeps_the_last_good_checkpoint(
 ):
     out = tmp_path / "run"
     poison_generator(monkeypatch, first_bad)
-    assert T.main([*RING, "--steps", "200", *options, "--out", str(out)]) == T.NON_FINITE_EXIT
+    assert T.main([*RING, "--steps", "200", *options, "--out", str(out)]) == NON_FINITE_EXIT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and what in err[0] and f"at update {stop_step}" in err[0]
     assert f"update {last_good}'s" in err[0] and "--lr-d/--lr-g" in err[0]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import ssl.train as T
 from common.config import UsageError, resolve_config
+from common.loop import NON_FINITE_EXIT, update_ema
 from common.mixup import sample_mix
 from ssl.wrn import WideResNet
 
@@ -149,7 +150,7 @@ def test_eligible_points_per_method():
 def test_ema_update_moves_towards_the_model():
     model, ema = tiny_model(0), tiny_model(1)
     before = [p.clone() for p in ema.parameters()]
-    T.update_ema(ema, model, 0.9)
+    update_ema(ema, model, 0.9)
     for b, e, m in zip(before, ema.parameters(), model.parameters()):
         torch.testing.assert_close(e, 0.9 * b + 0.1 * m)
 
@@ -429,7 +430,7 @@ def test_a_non_finite_run_stops_and_keeps_the_last_good_checkpoint(
 ):
     out = tmp_path / "run"
     poison_train_step(monkeypatch, first_bad)
-    assert T.main([*TINY, "--method", "supervised", *options, "--out", str(out)]) == T.NON_FINITE_EXIT
+    assert T.main([*TINY, "--method", "supervised", *options, "--out", str(out)]) == NON_FINITE_EXIT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and what in err[0] and f"at update {stop_step}" in err[0]
     assert "update 20's" in err[0] and "--lr" in err[0]
@@ -462,3 +463,17 @@ def test_summary_reports_errors_in_percent_with_run_directory_and_wall_time():
     line = T.summary_line(summary)
     assert "test error 25.00% at the best validation error 20.00% (epoch 1)" in line
     assert "acc" not in line and "1:02:03" in line and "runs/x" in line
+
+
+def test_input_mixup_refuses_mixing_points_it_would_ignore(tmp_path):
+    with pytest.raises(UsageError, match="--method input mixes at the input only") as e:
+        T.main([*TINY, "--method", "input", "--mix-points", "h1,h2", "--out", str(tmp_path / "run")])
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_the_loss_of_an_update_includes_the_l1_term_of_the_plain_network():
+    model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
+    c = cfg(method="supervised", l1="0.01", l1_scope="all")
+    loss, parts = T.train_step(model, model, x_l, y_l, x_u, 1.0, c, (0,), 10, net=model)
+    torch.testing.assert_close(parts["loss_l1"], 0.01 * T.l1_penalty(model).detach())
+    torch.testing.assert_close(loss.detach(), parts["loss_sup"] + parts["loss_l1"])

@@ -1,0 +1,127 @@
+"""The configuration of ``python -m gan.train``, and the networks a configuration describes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import nn
+
+from common.config import UsageError, check, check_number, from_dict, opt
+from common.registry import build
+from common.staged import StagedNet
+from gan.losses import PAIRS
+from gan.nets import image_network_args
+from gan.toy import ring_network_args
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "gan"
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    # data
+    dataset: Literal["cifar10", "digits", "ring"] = opt("cifar10", "training data")
+    data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data)")
+    download: bool = opt(False, "download CIFAR-10 with torchvision when its files are absent")
+    ring_sigma: float = opt(0.02, "standard deviation of each ring mode")
+    # networks (SNGAN ResNet for images, MLPs for the ring)
+    z_dim: int = opt(128, "noise dimension")
+    g_channels: int = opt(256, "generator channels")
+    g_blocks: int = opt(3, "upsampling blocks; image size = g_bottom * 2**g_blocks")
+    g_bottom: int = opt(4, "spatial size of the generator's first feature map")
+    d_channels: int = opt(128, "discriminator channels")
+    d_down: int = opt(2, "downsampling blocks of D (the first is the optimized block)")
+    d_plain: int = opt(2, "resolution-keeping blocks of D")
+    spectral_norm: bool = opt(True, "spectral norm on every D layer")
+    mlp_hidden: int = opt(128, "ring: hidden units of the MLPs")
+    mlp_layers: int = opt(3, "ring: hidden layers of the MLPs")
+    # objective
+    loss: Literal["ns", "hinge"] = opt("ns", "non-saturating JS (the paper's baseline) or hinge")
+    mix: tuple[str, ...] = opt((), "eligible mixing points of D, e.g. h1,pixel (none = no mixup)")
+    mix_pairs: tuple[str, ...] = opt(("rf", "ff"), "mixes: rf real-fake, fr fake-real, ff fake-fake")
+    mix_labels: Literal["soft", "fake"] = opt("soft", "soft: the real fraction (ICML eq. 5); fake: all fake")
+    mix_lam: Literal["uniform", "beta"] = opt("uniform", "λ ~ Uniform(0, α) (ICML) or Beta(α, α) (preprint)")
+    mix_alpha: float = opt(0.5, "α of the λ distribution")
+    mix_per_example: bool = opt(False, "one λ per mixed example (original code) instead of one per pair type")
+    mix_weight: float = opt(1.0, "weight of the mixup term in D's loss")
+    # optimisation (SNGAN: Adam 2e-4, β (0, 0.9), n_dis 5, linear decay)
+    steps: int = opt(100_000, "generator updates")
+    n_dis: int = opt(5, "discriminator updates per generator update")
+    batch_size: int = opt(64, "real (and fake) images per discriminator update")
+    g_batch_size: int = opt(128, "fake images per generator update")
+    lr_d: float = opt(2e-4, "discriminator learning rate")
+    lr_g: float = opt(2e-4, "generator learning rate")
+    beta1: float = opt(0.0, "Adam β1")
+    beta2: float = opt(0.9, "Adam β2")
+    lr_decay: Literal["linear", "none"] = opt("linear", "decay both learning rates linearly to 0")
+    g_ema_decay: float = opt(0.0, "EMA of the generator's weights for sampling (0 = off)")
+    # outputs
+    log_every: int = opt(100, "log losses every N generator updates")
+    sample_every: int = opt(2000, "write a fixed-noise sample grid (ring: scatter plot) every N updates")
+    checkpoint_every: int = opt(2000, "checkpoint every N generator updates")
+    eval_every: int = opt(0, "ring: mode metrics every N updates (0 = only at the end)")
+    eval_samples: int = opt(2500, "ring: generated points for the mode metrics")
+    score_every: int = opt(0, "images: FID/IS every N updates (0 = only at the end; needs Inception weights)")
+    score_samples: int = opt(5000, "images: generated samples per FID/IS evaluation (0 = never score)")
+    score_ref: str | None = opt(None, "FID reference (default: the training set, e.g. cifar10-train)")
+    seed: int = opt(0, "seed of the networks, noise and every random draw")
+    # speed: None = on for CUDA, off on the CPU (README: Speed)
+    amp: bool | None = opt(None, "bfloat16 autocast")
+    channels_last: bool | None = opt(None, "channels-last memory format")
+    compile: bool | None = opt(None, "torch.compile both networks (falls back to eager if it fails)")
+
+    def __post_init__(self) -> None:
+        # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
+        # Sizes that depend on the data or on memory are checked in check_sizes, before anything is written.
+        check_number("--ring-sigma", self.ring_sigma, gt=0)
+        check(all(p in PAIRS for p in self.mix_pairs), f"--mix-pairs: use some of {', '.join(PAIRS)}")
+        check(len(self.mix_pairs) > 0 or not self.mix, "--mix-pairs must name at least one pair type")
+        check_number("--mix-alpha", self.mix_alpha, gt=0)
+        check(self.mix_lam == "beta" or self.mix_alpha <= 1, "--mix-lam uniform draws λ from (0, α): needs α <= 1")
+        check_number("--mix-weight", self.mix_weight, ge=0)
+        check(self.steps > 0 and self.n_dis > 0, "--steps and --n-dis must be positive")
+        check(self.batch_size > 0 and self.g_batch_size > 0, "batch sizes must be positive")
+        check_number("--lr-d", self.lr_d, gt=0)
+        check_number("--lr-g", self.lr_g, gt=0)
+        check_number("--beta1", self.beta1, ge=0, lt=1)
+        check_number("--beta2", self.beta2, ge=0, lt=1)
+        check(0 <= self.g_ema_decay < 1, "--g-ema-decay must be in [0, 1)")
+        check(min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "intervals must be positive")
+        check(self.eval_every >= 0, "--eval-every must be >= 0 (0 = only at the end)")
+        check(self.eval_samples >= 1, f"--eval-samples must be >= 1, got {self.eval_samples}")
+        check(self.score_every >= 0, "--score-every must be >= 0 (0 = only at the end)")
+        check(self.score_samples == 0 or self.score_samples >= 10, "--score-samples: 0 (off) or >= 10 (10 IS splits)")
+        check(
+            min(self.z_dim, self.g_channels, self.g_blocks, self.g_bottom, self.d_channels, self.d_down) >= 1,
+            "--z-dim, --g-channels, --g-blocks, --g-bottom, --d-channels and --d-down must be >= 1",
+        )
+        check(self.d_plain >= 0, f"--d-plain must be >= 0, got {self.d_plain}")
+        check(self.mlp_hidden >= 1 and self.mlp_layers >= 1, "--mlp-hidden and --mlp-layers must be >= 1")
+        # Caps that keep the up-front memory estimate instant; no useful network comes near them.
+        check(max(self.g_blocks, self.d_down) <= 16, "--g-blocks and --d-down double or halve the size: at most 16")
+        check(max(self.d_plain, self.mlp_layers) <= 1000, "--d-plain and --mlp-layers must be at most 1000")
+        check_number("--seed", self.seed, ge=0, lt=2**63)
+
+
+def network_args(cfg: GANConfig, shape: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """The model_args of G and D (common/registry.py) for a config and a sample shape (C, H, W) or (2,)."""
+    return (ring_network_args if cfg.dataset == "ring" else image_network_args)(cfg, shape)
+
+
+def saved_config(values: Mapping[str, Any], source: str) -> GANConfig:
+    """The GANConfig of a checkpoint's saved config; a field it lacks or no longer has is a one-line UsageError."""
+    try:
+        return from_dict(GANConfig, dict(values), source)
+    except (UsageError, TypeError) as e:
+        raise UsageError(f"{e}; it was written by another version of gan.train") from None
+
+
+def build_generator(cfg: GANConfig, shape: Sequence[int]) -> nn.Module:
+    """G for a config and a sample shape (C, H, W) or (2,)."""
+    return build(network_args(cfg, shape)["generator"])
+
+
+def build_discriminator(cfg: GANConfig, shape: Sequence[int]) -> StagedNet:
+    return build(network_args(cfg, shape)["discriminator"])

@@ -1,0 +1,138 @@
+"""The configuration of ``python -m ssl.train``: every field a flag and a YAML key, checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from common.config import check, check_number, opt
+from common.registry import spec
+from ssl.wrn import ARCH as WRN  # importing ssl.wrn registers the architecture
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
+MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
+DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    # data: the protocol of Oliver et al. 2018
+    dataset: Literal["cifar10", "svhn", "digits"] = opt("cifar10", "dataset")
+    data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data); ignored for digits")
+    download: bool = opt(False, "download missing dataset files (needs internet)")
+    svhn_extra: bool = opt(False, "append SVHN's extra_32x32.mat to the training images")
+    labels: int = opt(4000, "labelled training images, the same number per class")
+    val_size: int | None = opt(None, "validation images held out of training (default: the dataset's protocol)")
+    split: str | None = opt(None, "reuse the split.npz of another run, to compare methods on the same labels")
+    zca: bool = opt(True, "ZCA-whiten inputs, fitted on the non-validation training images")
+    translate: int = opt(2, "random translation in pixels, zero padded (0 = off)")
+    flip: bool | None = opt(None, "random horizontal flips (default: the dataset's convention)")
+    # model: WRN-depth-width
+    depth: int = opt(28, "WRN depth, 6n+4")
+    width: int = opt(2, "WRN widening factor")
+    leaky_slope: float = opt(0.1, "LeakyReLU slope (Oliver et al.: 0.1; original code: 0.01)")
+    bn_momentum: float = opt(0.001, "BatchNorm momentum, PyTorch convention (Oliver et al.: 0.001)")
+    dropout: float = opt(0.0, "dropout inside residual blocks (original code: 0.3)")
+    # method
+    method: Literal["manifold", "input", "supervised"] = opt("manifold", "Algorithm 1, Algorithm 3, or no mixup")
+    mix_points: tuple[str, ...] = opt(DEFAULT_MIX_POINTS, "eligible mixing points for method=manifold")
+    alpha_sup: float = opt(0.1, "α of λ ~ Beta(α, α) for the labelled batch")
+    alpha_unsup: float = opt(2.0, "α of λ ~ Beta(α, α) for the unlabelled batch")
+    per_example_lam: bool = opt(False, "one λ per example instead of one per batch")
+    consistency: Literal["logit", "prob"] = opt(
+        "logit", "MSE between logits (the code behind the paper's numbers) or softmax outputs (README: Recipes)"
+    )
+    pseudolabels: Literal["model", "ema"] = opt("model", "pseudolabels from the current model (paper) or an EMA")
+    w_max: float = opt(1.0, "maximum consistency weight (CIFAR-10: 1.0, SVHN: 2.0)")
+    rampup: float = opt(0.4, "fraction of all updates over which the weight ramps up to w_max")
+    ema_decay: float = opt(0.999, "decay of the EMA weights (used by pseudolabels=ema and eval_ema)")
+    eval_ema: bool = opt(False, "also evaluate the EMA weights")
+    # optimisation: SGD, preprint Appendix C
+    epochs: int = opt(1000, "epochs; an epoch is one pass over the unlabelled set")
+    iterations_per_epoch: int | None = opt(None, "updates per epoch (default: unlabelled images / batch)")
+    batch_size: int = opt(100, "labelled images per update")
+    unlabelled_batch_size: int = opt(100, "unlabelled images per update")
+    lr: float = opt(0.1, "initial learning rate")
+    lr_milestones: tuple[int, ...] = opt((500, 750, 875), "epochs at which the learning rate drops")
+    lr_gamma: float = opt(0.1, "learning-rate factor at each milestone")
+    momentum: float = opt(0.9, "SGD momentum")
+    nesterov: bool = opt(True, "Nesterov momentum (as the original code)")
+    weight_decay: float = opt(5e-4, "L2 coefficient (SGD weight decay, all parameters)")
+    l1: float = opt(1e-3, "L1 coefficient")
+    l1_scope: Literal["first", "all"] = opt(
+        "first", "L1 on the first tensor only (the code behind the paper's numbers) or on every parameter"
+    )
+    # evaluation and bookkeeping
+    eval_every: int = opt(1, "evaluate every N epochs")
+    eval_batch_size: int = opt(500, "batch size for evaluation")
+    log_every: int = opt(50, "log training losses every N updates")
+    checkpoint_every: int = opt(1, "checkpoint every N epochs")
+    seed: int = opt(0, "seed for the split, initialisation and every random draw")
+    # speed: None = on for CUDA, off on the CPU (README: Speed)
+    amp: bool | None = opt(None, "bfloat16 autocast")
+    channels_last: bool | None = opt(None, "channels-last memory format")
+    compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
+
+    def __post_init__(self) -> None:
+        # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
+        # Sizes that depend on the data or on memory are checked in check_sizes, before anything is written.
+        check(self.labels > 0, f"--labels must be positive, got {self.labels}")
+        check(self.val_size is None or self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}")
+        check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
+        check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
+        check(
+            self.method == "supervised" or self.unlabelled_batch_size > 0,
+            f"--method {self.method} needs --unlabelled-batch-size > 0",
+        )
+        check_number("--alpha-sup", self.alpha_sup, gt=0)
+        check_number("--alpha-unsup", self.alpha_unsup, gt=0)
+        check_number("--w-max", self.w_max, ge=0)
+        check(0 < self.rampup <= 1, f"--rampup is a fraction of training in (0, 1], got {self.rampup}")
+        check(0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        check(self.epochs > 0, "--epochs must be positive")
+        check(self.iterations_per_epoch is None or self.iterations_per_epoch > 0, "--iterations-per-epoch must be > 0")
+        check_number("--lr", self.lr, gt=0)
+        check(all(m >= 0 for m in self.lr_milestones), f"--lr-milestones are epochs >= 0, got {self.lr_milestones}")
+        check_number("--lr-gamma", self.lr_gamma, gt=0, le=1)
+        check_number("--momentum", self.momentum, ge=0, lt=1)
+        check(not self.nesterov or self.momentum > 0, "--nesterov needs --momentum > 0 (or pass --nesterov false)")
+        check_number("--weight-decay", self.weight_decay, ge=0)
+        check_number("--l1", self.l1, ge=0)
+        check(
+            min(self.eval_every, self.log_every, self.checkpoint_every, self.eval_batch_size) > 0,
+            "--eval-every, --log-every, --checkpoint-every and --eval-batch-size must be positive",
+        )
+        check(self.translate >= 0, "--translate must be >= 0")
+        check(
+            10 <= self.depth <= MAX_DEPTH and (self.depth - 4) % 6 == 0,
+            f"--depth: a WRN is 6n+4 layers deep, from 10 to {MAX_DEPTH} (10, 16, 22, 28, ...), got {self.depth}",
+        )
+        check(self.width >= 1, f"--width must be >= 1, got {self.width}")
+        check(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
+        check(0 < self.bn_momentum <= 1, f"--bn-momentum must be in (0, 1], got {self.bn_momentum}")
+        check_number("--leaky-slope", self.leaky_slope, ge=0, le=1)
+        check_number("--seed", self.seed, ge=0, lt=2**63)
+
+
+def check_method(cfg: SSLConfig) -> None:
+    """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored."""
+    check(
+        cfg.method != "input" or tuple(cfg.mix_points) in (DEFAULT_MIX_POINTS, ("pixel",), ("input",)),
+        f"--method input mixes at the input only, so --mix-points {','.join(cfg.mix_points)} would be ignored; "
+        "drop --mix-points or use --method manifold",
+    )
+
+
+def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, Any]:
+    """The checkpoint's model_args of the WRN (common/registry.py)."""
+    return spec(
+        WRN,
+        num_classes=num_classes,
+        depth=cfg.depth,
+        width=cfg.width,
+        in_channels=channels,
+        leaky_slope=cfg.leaky_slope,
+        bn_momentum=cfg.bn_momentum,
+        dropout=cfg.dropout,
+    )

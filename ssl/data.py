@@ -1,0 +1,116 @@
+"""The data of an SSL run: the split, the images resident on the device, the batches, the size checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from common.augment import ZCA, Preprocess, normalize
+from common.config import check
+from common.data import DATASETS, Split, load_dataset, make_split
+from common.guard import FLOAT_BYTES, check_memory, footprint
+from common.registry import build
+from common.run import Run
+from common.sampler import PairedBatches
+from ssl.config import SSLConfig, network_args
+
+SPLIT = "split.npz"  # the labelled/validation split, saved in the run directory
+
+
+@dataclass
+class Data:
+    """Everything the loop reads: uint8 images resident on the device, the split, the batches."""
+
+    train: Tensor  # (N, C, H, W) uint8, all training images (validation included)
+    train_labels: Tensor  # (N,) int64
+    test: Tensor
+    test_labels: Tensor
+    split: Split
+    batches: PairedBatches
+    preprocess: Preprocess
+    num_classes: int
+    channels: int
+
+
+def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, say=print) -> Data:
+    info = DATASETS[cfg.dataset]
+    train = load_dataset(cfg.dataset, cfg.data_dir, "train", extra=cfg.svhn_extra, download=cfg.download)
+    test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
+    if resuming:
+        split = Split.load(run.out / SPLIT, num_train=len(train.labels), dataset=cfg.dataset)
+    elif cfg.split is not None:
+        split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
+        check(
+            len(split.labelled) == cfg.labels,
+            f"--split {cfg.split} has {len(split.labelled)} labelled images but --labels is {cfg.labels}",
+        )
+    else:
+        num_val = info.num_val if cfg.val_size is None else cfg.val_size
+        split = make_split(train.labels.numpy(), cfg.labels, num_val, cfg.seed, info.num_classes)
+    resident = train.images.numel() + test.images.numel()  # uint8 bytes kept on the device
+    check_sizes(cfg, split, tuple(train.images.shape[1:]), info.num_classes, resident, device)
+
+    images = train.images.to(device)
+    zca = None
+    if cfg.zca:  # fitted on every non-validation training image, in the layout it is applied to, on the device
+        unlabelled = torch.as_tensor(split.unlabelled, device=device)
+        zca = ZCA.fit(normalize(images[unlabelled], info.mean, info.std))
+    preprocess = Preprocess(
+        mean=info.mean, std=info.std, zca=zca, translate=cfg.translate, flip=info.flip if cfg.flip is None else cfg.flip
+    )
+    # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
+    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
+    ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
+    batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe, device=device)
+    say(
+        f"data: {cfg.dataset} | train {len(split.unlabelled)} ({len(split.labelled)} labelled; all "
+        f"{len(split.unlabelled)} used as unlabelled) | validation {len(split.val)} | test {len(test.labels)} "
+        f"| {batches.iterations_per_epoch} updates per epoch"
+    )
+    return Data(
+        train=images,
+        train_labels=train.labels.to(device),
+        test=test.images.to(device),
+        test_labels=test.labels.to(device),
+        split=split,
+        batches=batches,
+        preprocess=preprocess,
+        num_classes=info.num_classes,
+        channels=info.channels,
+    )
+
+
+def check_sizes(
+    cfg: SSLConfig,
+    split: Split,
+    shape: tuple[int, ...],
+    num_classes: int,
+    bytes_resident: int = 0,
+    device: torch.device | str = "cpu",
+) -> None:
+    """Refuse, in one line, batches larger than the sets they are drawn from, a translation as large as
+    the image, and a run whose rough memory estimate (common/guard.py) exceeds all of ``device``'s memory."""
+    labelled, unlabelled = len(split.labelled), len(split.unlabelled)
+    check(
+        cfg.batch_size <= labelled,
+        f"--batch-size {cfg.batch_size} is larger than the {labelled} labelled images; use at most {labelled}",
+    )
+    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
+    check(
+        unlabelled_bs <= unlabelled,
+        f"--unlabelled-batch-size {unlabelled_bs} is larger than the {unlabelled} unlabelled images; "
+        f"use at most {unlabelled}",
+    )
+    check(cfg.translate < shape[-1], f"--translate {cfg.translate} must be smaller than the {shape[-1]}-pixel images")
+    params, per_example = footprint(lambda: build(network_args(cfg, num_classes, shape[0])), shape)
+    copies = 3 + (cfg.pseudolabels == "ema" or cfg.eval_ema)  # weights, gradients, momentum (+ EMA)
+    need = FLOAT_BYTES * (params * copies + per_example * (cfg.batch_size + unlabelled_bs)) + bytes_resident
+    check_memory(
+        need,
+        torch.device(device),
+        f"WRN-{cfg.depth}-{cfg.width} ({params / 1e6:,.1f}M parameters) with batches of {cfg.batch_size} + "
+        f"{unlabelled_bs}",
+        "lower --batch-size, --unlabelled-batch-size, --width or --depth",
+    )

@@ -1,0 +1,30 @@
+import pytest
+import torch
+from torch import nn
+
+import gan.nets  # noqa: F401  registers the SNGAN networks
+from common.config import UsageError
+from common.registry import ARCHS, PREFIXES, build, register, register_prefix, spec
+
+
+def test_a_spec_rebuilds_the_network_it_names():
+    args = spec("sngan_generator", z_dim=4, channels=8, bottom=2, blocks=1, out_channels=1)
+    G = build(args)
+    assert G(torch.zeros(2, 4)).shape == (2, 1, 4, 4)
+
+
+def test_an_unknown_name_is_one_line_listing_the_valid_ones():
+    with pytest.raises(UsageError, match="unknown architecture 'nope'.*sngan_generator") as e:
+        build(spec("nope"))
+    assert "\n" not in str(e.value)
+
+
+def test_a_name_cannot_be_registered_twice_and_a_prefix_resolves(monkeypatch):
+    monkeypatch.setitem(ARCHS, "tiny-test", nn.Linear)
+    with pytest.raises(ValueError):
+        register("tiny-test")(nn.Identity)
+    monkeypatch.setattr("common.registry.PREFIXES", dict(PREFIXES))
+    register_prefix("lib", lambda name: {"linear": nn.Linear}.get(name))
+    assert isinstance(build(spec("lib:linear", in_features=2, out_features=3)), nn.Linear)
+    with pytest.raises(UsageError, match="lib:NAME"):
+        build(spec("lib:other"))

@@ -1,0 +1,84 @@
+"""The package's import graph, read from the source (ast): no cycle, and ssl/ and gan/ never import each other."""
+
+import ast
+
+from conftest import ROOT
+
+PACKAGES = ("common", "ssl", "gan")
+
+
+def module_name(path):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path):
+    """Modules of this package that ``path`` imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {n for n in names if n.split(".")[0] in PACKAGES}
+    return found
+
+
+def import_graph():
+    modules = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        # "from gan import toy" names the module gan.toy; "from gan.toy import X" the module gan.toy
+        graph[name] = {m for m in imports_of(path) if m in modules and m != name and m not in PACKAGES}
+    return graph
+
+
+def find_cycle(graph):
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert "gan.train" in graph and "common.loop" in graph  # the walk found the package
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_ssl_and_gan_never_import_each_other_and_common_neither():
+    for name, imported in import_graph().items():
+        top = name.split(".")[0]
+        others = {m for m in imported if m.split(".")[0] not in ("common", top)}
+        assert not others, f"{name} imports {sorted(others)}"
+
+
+def test_checkpoint_readers_do_not_import_the_trainer():
+    graph = import_graph()
+    for reader in ("gan.sample", "gan.score", "ssl.evaluate"):
+        reachable, todo = set(), [reader]
+        while todo:
+            for m in graph[todo.pop()] - reachable:
+                reachable.add(m)
+                todo.append(m)
+        assert "gan.train" not in reachable and "ssl.train" not in reachable, reader
