@@ -345,9 +345,9 @@ def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path, m
 
 
 def test_training_logs_once_that_scoring_is_skipped_without_weights(tmp_path):
-    (tmp_path / "c" / "train" / "cat").mkdir(parents=True)
-    for i in range(4):
-        Image.fromarray(np.full((32, 32, 3), i * 40, np.uint8)).save(tmp_path / "c" / "train" / "cat" / f"{i}.png")
+    for i in range(10):  # a CIFAR-10 image folder has its 10 class folders (README: Data)
+        (tmp_path / "c" / "train" / f"class{i}").mkdir(parents=True)
+        Image.fromarray(np.full((32, 32, 3), i * 20, np.uint8)).save(tmp_path / "c" / "train" / f"class{i}" / "a.png")
     tiny = ["--steps", "1", "--n-dis", "1", "--g-channels", "8", "--d-channels", "8", "--batch-size", "4"]
     argv = ["--config", str(ROOT / "configs/gan/digits.yaml"), "--dataset", "cifar10", "--device", "cpu", *tiny]
     out = tmp_path / "run"
