@@ -81,7 +81,7 @@ def make_scorer(cfg: Any, device: torch.device, reference=None) -> tuple[Callabl
 
     Digits use the ``digits-cnn`` domain extractor (trained on first use; its keys are prefixed
     ``digits-cnn_`` because they are not Inception numbers); other images use Inception, whose
-    weights must be found locally (gan.score.find_inception_weights) or downloadable. The
+    weights must be found locally (common.features.find_inception_weights) or downloadable. The
     reference statistics are computed once and cached (gan.score.reference_statistics).
     """
     from common.features import DIGITS_EXTRACTOR
