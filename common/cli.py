@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict
+from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict, upgrade
 from common.run import Run, lock_run_dir, pending_runs, prepare_run_dir, restore_replaced, unlock_run_dir
 
 
@@ -108,6 +108,7 @@ def start_run(
             kind=name,
             world=world,
             lock=lock,
+            saved_as_now=lambda saved: upgrade(cls, saved, "", note=False),
         )
     except BaseException:
         if lock is not None:

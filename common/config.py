@@ -12,8 +12,10 @@ import argparse
 import dataclasses
 import math
 import operator
+import sys
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
@@ -107,8 +109,12 @@ def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add ``--field-name VALUE`` for every field of the dataclass ``cls`` (default: not given)."""
+    """Add ``--field-name VALUE`` for every field of the dataclass ``cls`` (default: not given); a field's
+    old name (``cls.RENAMED``) stays a flag, an alias of the new one."""
     group = parser.add_argument_group(f"{cls.__name__} fields (override the YAML file)")
+    aliases: dict[str, list[str]] = {}
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        aliases.setdefault(new, []).append("--" + old.replace("_", "-"))
     for name, (field, tp) in _fields(cls).items():
         default = field.default
         if isinstance(default, tuple):
@@ -121,7 +127,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
         )
         if tp is bool:  # `--ema` alone means true; `--ema false` also works
             kwargs.update(nargs="?", const="true")
-        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+        group.add_argument("--" + name.replace("_", "-"), *aliases.get(name, []), **kwargs)
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -151,11 +157,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_dict(cls: type[C], values: dict[str, Any], source: str) -> C:
-    """Build ``cls`` from a partial mapping (YAML keys may use - or _); unknown keys are errors."""
+def upgrade(cls: type, values: Mapping[str, Any], source: str, note: bool = True) -> dict[str, Any]:
+    """``values`` with the old key names of ``cls.RENAMED`` (old -> new) under their new names, with a one-line
+    note on stderr. A mapping that holds both names (a whole config saved before the rename) keeps the old
+    name's value where ``cls.prefer_renamed(values)`` says so (default: always), else the new name's."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    old = {k: str(k).replace("-", "_") for k in values if str(k).replace("-", "_") in renamed}
+    if not old:
+        return dict(values)
+    prefer = getattr(cls, "prefer_renamed", lambda v: True)(values)
+    out = {k: v for k, v in values.items() if k not in old}
+    for key, name in old.items():
+        new = renamed[name]
+        present = [k for k in out if str(k).replace("-", "_") == new]
+        if prefer or not present:
+            out = {k: v for k, v in out.items() if k not in present} | {new: values[key]}
+    if note:
+        print(f"note: {source}: " + ", ".join(f"{n} is now {renamed[n]}" for n in old.values()), file=sys.stderr)
+    return out
+
+
+def from_dict(cls: type[C], values: Mapping[str, Any], source: str) -> C:
+    """Build ``cls`` from a partial mapping (YAML keys may use - or _, old names are upgraded); unknown keys
+    are errors."""
     fields = _fields(cls)
     kwargs = {}
-    for key, value in values.items():
+    for key, value in upgrade(cls, values, source).items():
         name = str(key).replace("-", "_")
         if name not in fields:
             raise UsageError(f"{source}: unknown key {key!r} (valid keys: {', '.join(fields)})")
@@ -178,11 +205,13 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
 ) -> C:
-    """Merge ``base`` (e.g. a saved run's config) <- YAML file <- command-line ``overrides``."""
-    values: dict[str, Any] = dict(base or {})
+    """Merge ``base`` (e.g. a saved run's config) <- YAML file <- command-line ``overrides``; old key names
+    (``cls.RENAMED``) in ``base`` or the YAML file are read under their new names."""
+    values: dict[str, Any] = upgrade(cls, base or {}, "the saved config")
     if yaml_path is not None:
-        from_dict(cls, load_yaml(yaml_path), str(yaml_path))  # report errors against the file
-        values.update({str(k).replace("-", "_"): v for k, v in load_yaml(yaml_path).items()})
+        layer = upgrade(cls, load_yaml(yaml_path), str(yaml_path))
+        from_dict(cls, layer, str(yaml_path))  # report errors against the file
+        values.update({str(k).replace("-", "_"): v for k, v in layer.items()})
     for key, value in (overrides or {}).items():
         from_dict(cls, {key: value}, "--" + key.replace("_", "-"))
         values[key] = value

@@ -1,7 +1,13 @@
-"""A domain feature extractor for the bundled 8x8 digits, registered with torch-fidelity.
+"""The feature extractors of FID/IS/KID: Inception's weights found and read safely, and ``digits-cnn``.
 
-Inception features of 8x8 grayscale digits upscaled to 299x299 say little, and the Inception
-weights cannot be downloaded everywhere. ``digits-cnn`` is a small classifier trained (once,
+**Inception** (torch-fidelity's ``inception-v3-compat``): its weights
+(``weights-inception-2015-12-05-6726825d.pth``) are looked up in this order: an explicit path
+(``--inception-weights``), ``$MMIX_INCEPTION_WEIGHTS``, torch's hub cache; then downloaded if possible
+(:func:`find_inception_weights`). Whatever their origin, they are read only with
+``torch.load(..., weights_only=True)`` (:func:`load_inception`).
+
+**digits-cnn**: Inception features of 8x8 grayscale digits upscaled to 299x299 say little, and the
+Inception weights cannot be downloaded everywhere. ``digits-cnn`` is a small classifier trained (once,
 deterministically, on the CPU, in seconds) on the 1,297 training digits and cached on disk; its
 penultimate layer (64 features) stands in for Inception's pool features in FID/KID and its logits
 for Inception's in IS. Scores computed with it are comparable with each other, never with
@@ -14,8 +20,10 @@ Inception numbers.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
@@ -35,6 +44,95 @@ RECIPE = {"version": 1, "epochs": 40, "batch_size": 64, "lr": 2e-3, "weight_deca
 def cache_dir() -> Path:
     """Where trained extractors and reference statistics live: $MMIX_CACHE or ~/.cache/manifold-mixup."""
     return Path(os.environ.get("MMIX_CACHE", Path.home() / ".cache" / "manifold-mixup"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inception
+
+INCEPTION = "inception-v3-compat"
+INCEPTION_FILE = Path(URL_INCEPTION_V3).name
+# The published file's name carries the first 8 hex digits of its sha256 (torch hub's convention). A
+# match is recorded in the protocol ("published"); it never changes how a file is loaded, since 8 hex
+# digits are easy to forge.
+INCEPTION_SHA256_PREFIX = INCEPTION_FILE.rsplit("-", 1)[-1].split(".")[0]
+WEIGHTS_ENV = "MMIX_INCEPTION_WEIGHTS"
+
+
+def find_inception_weights(path: str | Path | None = None, *, download: bool = True) -> Path:
+    """The Inception weights file: explicit path, $MMIX_INCEPTION_WEIGHTS, torch's hub cache, or a download.
+
+    Downloads are never tried when ``download`` is False or ``$MMIX_OFFLINE`` is set. Not found:
+    a one-line UsageError naming the file, where to put it and where to get it.
+    """
+    path = path or os.environ.get(WEIGHTS_ENV)
+    if path:
+        if not Path(path).is_file():
+            raise UsageError(f"Inception weights {path} do not exist; get {INCEPTION_FILE} from {URL_INCEPTION_V3}")
+        return Path(path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if cached.is_file():
+        return cached
+    reason = "downloads are off"
+    if download and not os.environ.get("MMIX_OFFLINE"):
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)
+        created = [p for p in (cached.parent, *cached.parent.parents) if not p.exists()]  # innermost first
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
+            return cached
+        except Exception as e:  # no network, proxy, disk: all mean "not available"
+            reason = f"download failed: {type(e).__name__}"
+            for folder in created:  # leave no empty cache folders behind
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (another process uses it) or never made
+                    break
+        finally:
+            socket.setdefaulttimeout(previous)
+    raise UsageError(
+        f"Inception weights {INCEPTION_FILE} not found ({reason}): put the file in {cached.parent}/ or pass "
+        f"--inception-weights PATH (or set {WEIGHTS_ENV}); get it from {URL_INCEPTION_V3}"
+    )
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_inception(weights: str | Path, layers: Sequence[str]) -> FeatureExtractorInceptionV3:
+    """torch-fidelity's InceptionV3 with the state dict in ``weights``, read with ``weights_only=True``.
+
+    The file is never unpickled any other way: a pickle that would run code, or anything but plain
+    tensors, is a UsageError. torch-fidelity's constructor would ``torch.load`` its weights argument
+    with ``weights_only=False``, so it is handed an in-memory copy re-serialised here from the plain
+    tensors just read, never the file itself, and never a download.
+    """
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # an unsafe pickle, a truncated file, not a torch file
+        raise UsageError(
+            f"{weights} is not a plain weights file ({type(e).__name__}); get {URL_INCEPTION_V3}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UsageError(f"{weights} cannot be loaded as {INCEPTION} weights (not a state dict of tensors)")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return FeatureExtractorInceptionV3(INCEPTION, list(layers), feature_extractor_weights_path=buffer)
+
+
+def published_inception(sha256: str) -> bool:
+    """Whether a weights file's sha256 matches the published file's name (protocol information only)."""
+    return sha256.startswith(INCEPTION_SHA256_PREFIX)
+
+
+# ---------------------------------------------------------------------------------------------
+# digits-cnn
 
 
 class DigitsCNN(nn.Module):

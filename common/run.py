@@ -34,7 +34,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +309,8 @@ class Run:
         kind: str = "",
         world: int = 1,
         lock: tuple[int, int] | None = None,
+        # a saved config under today's key names (common.config.upgrade): a renamed field is no resume diff
+        saved_as_now: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     ):
         self.out = Path(out)
         self.writer = writer
@@ -323,7 +325,7 @@ class Run:
             lock = lock_run_dir(self.out)
         try:
             if writer and resume:
-                changed = diff(_load_saved_config(self.out), config)
+                changed = diff(saved_as_now(_load_saved_config(self.out)), config)
                 if changed:
                     raise UsageError(
                         f"--resume: the config differs from the saved run ({'; '.join(changed)}); "

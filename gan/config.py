@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
@@ -21,6 +21,14 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "gan"
 
 @dataclass(frozen=True)
 class GANConfig:
+    # Old key names, still read from YAML files, saved configs and the command line (common.config.upgrade).
+    RENAMED: ClassVar[dict[str, str]] = {"score_every": "eval_every", "score_samples": "eval_samples"}
+
+    @staticmethod
+    def prefer_renamed(values: Mapping[str, Any]) -> bool:
+        """A config saved before the rename holds both pairs: the ring used eval_*, images score_*."""
+        return values.get("dataset", "cifar10") != "ring"
+
     # data
     dataset: Literal["cifar10", "digits", "ring"] = opt("cifar10", "training data")
     data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data)")
@@ -61,10 +69,10 @@ class GANConfig:
     log_every: int = opt(100, "log losses every N generator updates")
     sample_every: int = opt(2000, "write a fixed-noise sample grid (ring: scatter plot) every N updates")
     checkpoint_every: int = opt(2000, "checkpoint every N generator updates")
-    eval_every: int = opt(0, "ring: mode metrics every N updates (0 = only at the end)")
-    eval_samples: int = opt(2500, "ring: generated points for the mode metrics")
-    score_every: int = opt(0, "images: FID/IS every N updates (0 = only at the end; needs Inception weights)")
-    score_samples: int = opt(5000, "images: generated samples per FID/IS evaluation (0 = never score)")
+    eval_every: int = opt(0, "evaluate G every N updates: ring mode metrics, images FID/IS (0 = only at the end)")
+    eval_samples: int | None = opt(
+        None, "samples per evaluation (none = ring 2500 points; images 5000, 0 = never score; FID/IS need weights)"
+    )
     score_ref: str | None = opt(None, "FID reference (default: the training set, e.g. cifar10-train)")
     seed: int = opt(0, "seed of the networks, noise and every random draw")
     # speed: None = on for CUDA, off on the CPU (README: Speed)
@@ -90,9 +98,11 @@ class GANConfig:
         check(0 <= self.g_ema_decay < 1, "--g-ema-decay must be in [0, 1)")
         check(min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "intervals must be positive")
         check(self.eval_every >= 0, "--eval-every must be >= 0 (0 = only at the end)")
-        check(self.eval_samples >= 1, f"--eval-samples must be >= 1, got {self.eval_samples}")
-        check(self.score_every >= 0, "--score-every must be >= 0 (0 = only at the end)")
-        check(self.score_samples == 0 or self.score_samples >= 10, "--score-samples: 0 (off) or >= 10 (10 IS splits)")
+        n = self.eval_samples
+        if self.dataset == "ring":
+            check(n is None or n >= 1, f"--eval-samples must be >= 1 for the ring, got {n}")
+        else:
+            check(n is None or n == 0 or n >= 10, f"--eval-samples: 0 (off) or >= 10 (10 IS splits), got {n}")
         check(
             min(self.z_dim, self.g_channels, self.g_blocks, self.g_bottom, self.d_channels, self.d_down) >= 1,
             "--z-dim, --g-channels, --g-blocks, --g-bottom, --d-channels and --d-down must be >= 1",

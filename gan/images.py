@@ -18,6 +18,13 @@ from common.dist import NO_DIST, Dist, shard
 from common.sampler import BatchStream
 from gan.nets import sample
 
+EVAL_SAMPLES = 5000  # samples scored per evaluation when --eval-samples is not given
+
+
+def scored_samples(cfg: Any) -> int:
+    """How many generated images each FID/IS evaluation scores (0 = never score)."""
+    return EVAL_SAMPLES if cfg.eval_samples is None else cfg.eval_samples
+
 
 class ImageTask:
     """Real batches of a training set (uint8 on the device, indexed there), grids, and the FID/IS scorer."""
@@ -32,9 +39,9 @@ class ImageTask:
         self.shape: tuple[int, ...] = tuple(train.images.shape[1:])
         self.stream = BatchStream(torch.arange(len(train)), cfg.batch_size, cfg.seed, stream=2, device=device)
         say(f"data: {cfg.dataset} train, {len(train)} images of {self.shape}")
-        self.eval_every = cfg.score_every  # updates between scorings (0 = only at the end)
+        self.eval_every = cfg.eval_every  # updates between scorings (0 = only at the end)
         self.eval_samples = 0  # generated one batch at a time by the scorer
-        self.resident_bytes = cfg.score_samples * self.images[0].numel()  # the scored samples, uint8
+        self.resident_bytes = scored_samples(cfg) * self.images[0].numel()  # the scored samples, uint8
         # every rank: a bad --score-ref stops them all before anything is written
         self.reference = explicit_reference(cfg)
         self.scorer: Callable[[nn.Module], dict[str, float]] | None = None
@@ -66,7 +73,7 @@ def explicit_reference(cfg: Any):
     """The samples of an explicit ``--score-ref``, loaded up front (None without one, or when nothing is
     scored): a reference that cannot be read stops the start. The default reference, the training set, may
     still be unavailable: then scoring is skipped with a message (make_scorer)."""
-    if cfg.score_ref is None or cfg.score_samples == 0:
+    if cfg.score_ref is None or scored_samples(cfg) == 0:
         return None
     from gan.score import load_samples
 
@@ -77,18 +84,19 @@ def explicit_reference(cfg: Any):
 
 
 def make_scorer(cfg: Any, device: torch.device, reference=None) -> tuple[Callable | None, str | None]:
-    """A function G -> {fid, is, is_std} on ``score_samples`` samples, or (None, why not).
+    """A function G -> {fid, is, is_std} on ``scored_samples(cfg)`` samples, or (None, why not).
 
     Digits use the ``digits-cnn`` domain extractor (trained on first use; its keys are prefixed
     ``digits-cnn_`` because they are not Inception numbers); other images use Inception, whose
-    weights must be found locally (gan.score.find_inception_weights) or downloadable. The
+    weights must be found locally (common.features.find_inception_weights) or downloadable. The
     reference statistics are computed once and cached (gan.score.reference_statistics).
     """
     from common.features import DIGITS_EXTRACTOR
     from gan.sample import generate
     from gan.score import INCEPTION, load_samples, make_extractor, score
 
-    if cfg.score_samples == 0:
+    num = scored_samples(cfg)
+    if num == 0:
         return None, None
     try:
         extractor = make_extractor(DIGITS_EXTRACTOR if cfg.dataset == "digits" else INCEPTION, device=device)
@@ -99,7 +107,7 @@ def make_scorer(cfg: Any, device: torch.device, reference=None) -> tuple[Callabl
     prefix = "" if extractor.name == INCEPTION else f"{extractor.name}_"
 
     def scorer(G: nn.Module) -> dict[str, float]:
-        images = generate(G, cfg.score_samples, device=device, seed=cfg.seed)  # the same noise every time
+        images = generate(G, num, device=device, seed=cfg.seed)  # the same noise every time
         r = score(images, reference, extractor=extractor)
         return {
             f"{prefix}fid": r["frechet_inception_distance"],

@@ -15,16 +15,15 @@ any sample is generated or any feature extracted. docs/scores.md has more.
 
 Inception weights (``weights-inception-2015-12-05-6726825d.pth``) are looked up in this order:
 ``--inception-weights``, ``$MMIX_INCEPTION_WEIGHTS``, torch's hub cache; then downloaded if possible.
-Whatever their origin, they are read only with ``torch.load(..., weights_only=True)``.
+Whatever their origin, they are read only with ``torch.load(..., weights_only=True)``. The lookup and
+the safe loading live in common/features.py, with the ``digits-cnn`` extractor.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import socket
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -35,7 +34,6 @@ import numpy as np
 import torch
 import torch_fidelity
 from torch import Tensor
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
@@ -44,7 +42,17 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
 from common.data import load_dataset
-from common.features import DIGITS_EXTRACTOR, cache_dir, digits_extractor_weights
+from common.features import (
+    DIGITS_EXTRACTOR,
+    INCEPTION,
+    WEIGHTS_ENV,
+    cache_dir,
+    digits_extractor_weights,
+    find_inception_weights,
+    load_inception,
+    published_inception,
+    sha256_file,
+)
 from common.run import progress, resolve_device
 from gan.sample import (
     _first_line,
@@ -57,13 +65,6 @@ from gan.sample import (
     read_npz,
 )
 
-INCEPTION = "inception-v3-compat"
-INCEPTION_FILE = Path(URL_INCEPTION_V3).name
-# The published file's name carries the first 8 hex digits of its sha256 (torch hub's convention). A
-# match is recorded in the protocol ("published"); it never changes how a file is loaded, since 8 hex
-# digits are easy to forge.
-INCEPTION_SHA256_PREFIX = INCEPTION_FILE.rsplit("-", 1)[-1].split(".")[0]
-WEIGHTS_ENV = "MMIX_INCEPTION_WEIGHTS"
 DATASET_SPLITS = {
     "cifar10-train": ("cifar10", "train"),
     "cifar10-test": ("cifar10", "test"),
@@ -191,78 +192,10 @@ def as_samples(x: Samples | str | Path | np.ndarray | Tensor, what: str, **load:
 # Weights and feature extractors
 
 
-def find_inception_weights(path: str | Path | None = None, *, download: bool = True) -> Path:
-    """The Inception weights file: explicit path, $MMIX_INCEPTION_WEIGHTS, torch's hub cache, or a download.
-
-    Downloads are never tried when ``download`` is False or ``$MMIX_OFFLINE`` is set. Not found:
-    a one-line UsageError naming the file, where to put it and where to get it.
-    """
-    path = path or os.environ.get(WEIGHTS_ENV)
-    if path:
-        if not Path(path).is_file():
-            raise UsageError(f"Inception weights {path} do not exist; get {INCEPTION_FILE} from {URL_INCEPTION_V3}")
-        return Path(path)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if cached.is_file():
-        return cached
-    reason = "downloads are off"
-    if download and not os.environ.get("MMIX_OFFLINE"):
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(20)
-        created = [p for p in (cached.parent, *cached.parent.parents) if not p.exists()]  # innermost first
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
-            return cached
-        except Exception as e:  # no network, proxy, disk: all mean "not available"
-            reason = f"download failed: {type(e).__name__}"
-            for folder in created:  # leave no empty cache folders behind
-                try:
-                    folder.rmdir()
-                except OSError:  # not empty (another process uses it) or never made
-                    break
-        finally:
-            socket.setdefaulttimeout(previous)
-    raise UsageError(
-        f"Inception weights {INCEPTION_FILE} not found ({reason}): put the file in {cached.parent}/ or pass "
-        f"--inception-weights PATH (or set {WEIGHTS_ENV}); get it from {URL_INCEPTION_V3}"
-    )
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_inception(weights: str | Path, layers: Sequence[str]) -> FeatureExtractorInceptionV3:
-    """torch-fidelity's InceptionV3 with the state dict in ``weights``, read with ``weights_only=True``.
-
-    The file is never unpickled any other way: a pickle that would run code, or anything but plain
-    tensors, is a UsageError. torch-fidelity's constructor would ``torch.load`` its weights argument
-    with ``weights_only=False``, so it is handed an in-memory copy re-serialised here from the plain
-    tensors just read, never the file itself, and never a download.
-    """
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:  # an unsafe pickle, a truncated file, not a torch file
-        raise UsageError(
-            f"{weights} is not a plain weights file ({type(e).__name__}); get {URL_INCEPTION_V3}"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UsageError(f"{weights} cannot be loaded as {INCEPTION} weights (not a state dict of tensors)")
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return FeatureExtractorInceptionV3(INCEPTION, list(layers), feature_extractor_weights_path=buffer)
-
-
 class Extractor:
     """A feature extractor, its weights (and their sha256) and the layer each metric reads.
 
-    ``inception-v3-compat`` is built by ``load_inception`` (weights read with ``weights_only=True``);
+    ``inception-v3-compat`` is built by ``common.features.load_inception`` (``weights_only=True``);
     other torch-fidelity extractors are refused, because their constructors unpickle weights or
     fetch code unsafely; extractors registered by this package (``digits-cnn``) or by the caller
     load their weights themselves.
@@ -278,7 +211,7 @@ class Extractor:
             raise UsageError(f"feature extractor {name!r} is not supported (use {INCEPTION} or {DIGITS_EXTRACTOR})")
         self.name, self.weights, self.sha256 = name, Path(weights), sha256_file(weights)
         # the published file (protocol information only: every file is loaded the same safe way)
-        self.official = name == INCEPTION and self.sha256.startswith(INCEPTION_SHA256_PREFIX)
+        self.official = name == INCEPTION and published_inception(self.sha256)
         self.layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid")}
         self.device = torch.device(device)
         layers = sorted(set(self.layers.values()))

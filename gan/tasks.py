@@ -2,7 +2,8 @@
 
 A task gives the real batches (``batch(i)``, ``shape``, ``num_images``), the size of its sample
 visuals (``visual_noise``) and writes them (``save_visual``), sets up and runs its evaluation
-(``start_evaluation``, ``evaluate``), and says what its evaluation keeps in memory.
+(``start_evaluation``, ``evaluate``: every ``--eval-every`` updates, on ``--eval-samples`` samples or the
+task's default), and says what its evaluation keeps in memory.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from gan.nets import maybe_spectral_norm, sample
 
 NUM_MODES = 8
 RADIUS = 2.0
+EVAL_SAMPLES = 2500  # generated points per evaluation when --eval-samples is not given
 
 
 def ring_modes(device: torch.device | str = "cpu") -> Tensor:
@@ -101,7 +102,8 @@ class RingTask:
     def __init__(self, cfg: Any, device: torch.device, dist: Dist = NO_DIST, say: Callable = print):
         self.cfg, self.device, self.dist = cfg, device, dist
         self.eval_every = cfg.eval_every  # updates between evaluations (0 = only at the end)
-        self.eval_samples = cfg.eval_samples  # generated at once by an evaluation (the memory estimate)
+        # generated at once by an evaluation (and the memory estimate)
+        self.eval_samples = EVAL_SAMPLES if cfg.eval_samples is None else cfg.eval_samples
         self.resident_bytes = 0
 
     def batch(self, i: int) -> Tensor:
@@ -116,7 +118,7 @@ class RingTask:
         """Modes covered and high-quality fraction, on noise of its own generator: how often we evaluate
         must not change training."""
         g = torch.Generator().manual_seed(self.cfg.seed)
-        z = torch.randn(self.cfg.eval_samples, G.z_dim, generator=g).to(self.device)
+        z = torch.randn(self.eval_samples, G.z_dim, generator=g).to(self.device)
         return mode_metrics(sample(G, z), self.cfg.ring_sigma)
 
     def save_visual(self, G: nn.Module, z: Tensor, path: Path) -> None:

@@ -85,7 +85,7 @@ def check_sizes(cfg: GANConfig, task: Task, device: torch.device) -> None:
         device,
         f"G ({g_params / 1e6:,.1f}M parameters) and D ({d_params / 1e6:,.1f}M) with batches of {cfg.batch_size} "
         f"(D) and {cfg.g_batch_size} (G)",
-        "lower --batch-size, --g-batch-size, --z-dim, the channels or --eval-samples/--score-samples",
+        "lower --batch-size, --g-batch-size, --z-dim, the channels or --eval-samples",
     )
 
 

@@ -1,5 +1,5 @@
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -143,3 +143,26 @@ def test_check_number_accepts_values_in_range():
     check_number("--x", 10**30, ge=0)  # a huge int is finite
     with pytest.raises(TypeError):
         check_number("--x", 1.0, above=0)
+
+
+@dataclass(frozen=True)
+class Renamed:
+    RENAMED: ClassVar[dict[str, str]] = {"epochs_total": "epochs"}  # not a field
+    epochs: int = opt(10, "epochs")
+    lr: float = opt(0.1, "learning rate")
+
+
+def test_an_old_key_name_is_read_as_the_new_one_with_a_one_line_note(tmp_path, capsys):
+    path = tmp_path / "old.yaml"
+    path.write_text("epochs-total: 3\nlr: 0.5\n")
+    assert resolve_config(Renamed, path) == Renamed(epochs=3, lr=0.5)
+    assert resolve_config(Renamed, None, base={"epochs_total": 4}) == Renamed(epochs=4)
+    assert resolve_config(Renamed, None, {"epochs": "6"}, base={"epochs_total": 4}) == Renamed(epochs=6)
+    err = capsys.readouterr().err.strip().splitlines()
+    saved_note = "note: the saved config: epochs_total is now epochs"
+    assert err == [f"note: {path}: epochs_total is now epochs", saved_note, saved_note]
+    parser = trainer_parser(Renamed, "demo", "demo trainer", default_config=None)
+    assert cli_overrides(parser.parse_args(["--epochs-total", "5"])) == {"epochs": "5"}
+    assert "--epochs-total" in parser.format_help()
+    with pytest.raises(UsageError, match="unknown key 'epoch_total'"):
+        resolve_config(Renamed, None, base={"epoch_total": 4})

@@ -19,6 +19,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import register_feature_extractor
 
+import common.features as F
 import gan.score as S
 import gan.train as T
 from common.config import UsageError
@@ -39,7 +40,7 @@ def write_random_inception(path, seed):
         mock.patch.object(fi, "load_state_dict_from_url", lambda *a, **k: {}),
         mock.patch.object(fi.FeatureExtractorInceptionV3, "load_state_dict", lambda *a, **k: None),
     ):
-        net = fi.FeatureExtractorInceptionV3(S.INCEPTION, ["2048"])
+        net = fi.FeatureExtractorInceptionV3(F.INCEPTION, ["2048"])
     torch.manual_seed(seed)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
@@ -58,7 +59,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def extractor(weights):
-    return S.Extractor(S.INCEPTION, weights[0], CPU)
+    return S.Extractor(F.INCEPTION, weights[0], CPU)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_command_reads_npz_and_folder_alike_through_inception(tmp_path, weights,
     data = json.loads(out.read_text())
     assert abs(data["frechet_inception_distance"]) < 1e-3  # the same pixels, lossless PNG: FID ~ 0
     p = data["protocol"]
-    assert p["weights"]["sha256"] == S.sha256_file(weights[0]) and p["feature_extractor"] == S.INCEPTION
+    assert p["weights"]["sha256"] == F.sha256_file(weights[0]) and p["feature_extractor"] == F.INCEPTION
     assert p["samples"]["count"] == 12 and p["reference"]["count"] == 12 and p["isc_splits"] == 10
     assert p["samples"]["sha256"] == p["reference"]["sha256"] and "FID" in stdout
 
@@ -196,7 +197,7 @@ def test_inception_score_is_one_for_one_class_and_k_for_k_even_classes(tmp_path,
 
 def test_reference_statistics_computed_with_other_weights_are_never_reused(tmp_path, weights):
     ref = S.Samples.of(images("smooth", 6, seed=2), "ref")
-    a, b = S.Extractor(S.INCEPTION, weights[0], CPU), S.Extractor(S.INCEPTION, weights[1], CPU)
+    a, b = S.Extractor(F.INCEPTION, weights[0], CPU), S.Extractor(F.INCEPTION, weights[1], CPU)
     stats_a = S.reference_statistics(ref, a, cache=tmp_path)
     stats_b = S.reference_statistics(ref, b, cache=tmp_path)  # same data, other weights: computed anew
     assert not stats_b["cached"] and not np.allclose(stats_a["mu"], stats_b["mu"])
@@ -243,30 +244,30 @@ def test_missing_weights_offline_say_which_file_where_and_from_where(tmp_path, m
         match=r"weights-inception-2015-12-05-6726825d.pth not found .*hub/checkpoints/ "
         r".*--inception-weights PATH .*MMIX_INCEPTION_WEIGHTS.*https://github.com/toshas",
     ):
-        S.find_inception_weights(download=False)
+        F.find_inception_weights(download=False)
     with pytest.raises(UsageError, match="do not exist"):
-        S.find_inception_weights(tmp_path / "nope.pth")
-    monkeypatch.setenv(S.WEIGHTS_ENV, str(tmp_path / "env.pth"))
+        F.find_inception_weights(tmp_path / "nope.pth")
+    monkeypatch.setenv(F.WEIGHTS_ENV, str(tmp_path / "env.pth"))
     with pytest.raises(UsageError, match="env.pth do not exist"):
-        S.find_inception_weights(download=False)
+        F.find_inception_weights(download=False)
     (tmp_path / "env.pth").write_bytes(b"x")
-    assert S.find_inception_weights(download=False) == tmp_path / "env.pth"
-    monkeypatch.delenv(S.WEIGHTS_ENV)
+    assert F.find_inception_weights(download=False) == tmp_path / "env.pth"
+    monkeypatch.delenv(F.WEIGHTS_ENV)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / S.INCEPTION_FILE).write_bytes(b"x")
-    assert S.find_inception_weights(download=False).name == S.INCEPTION_FILE
+    (tmp_path / "hub" / "checkpoints" / F.INCEPTION_FILE).write_bytes(b"x")
+    assert F.find_inception_weights(download=False).name == F.INCEPTION_FILE
 
 
 def test_weights_that_are_not_inception_weights_are_usage_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(UsageError, match="junk.pth is not a plain weights file"):
-        S.Extractor(S.INCEPTION, tmp_path / "junk.pth", CPU)
+        S.Extractor(F.INCEPTION, tmp_path / "junk.pth", CPU)
     (tmp_path / "code.pth").write_bytes(pickle.dumps(print))  # a pickle that would run code
     with pytest.raises(UsageError, match="code.pth is not a plain weights file"):
-        S.Extractor(S.INCEPTION, tmp_path / "code.pth", CPU)
+        S.Extractor(F.INCEPTION, tmp_path / "code.pth", CPU)
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(UsageError, match="other.pth cannot be loaded as inception-v3-compat weights"):
-        S.Extractor(S.INCEPTION, tmp_path / "other.pth", CPU)
+        S.Extractor(F.INCEPTION, tmp_path / "other.pth", CPU)
 
 
 def test_bad_inputs_are_usage_errors(tmp_path):
@@ -373,16 +374,16 @@ class RunsCode:
 def test_a_weights_file_that_would_run_code_is_never_unpickled_even_under_the_published_name(tmp_path, monkeypatch):
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)
-    weights = hub / "checkpoints" / S.INCEPTION_FILE
+    weights = hub / "checkpoints" / F.INCEPTION_FILE
     marker = tmp_path / "marker"
     torch.save({"fc.weight": RunsCode(marker)}, weights)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
     # a file whose sha256 starts with the published 8 hex digits (a few billion tries to forge)
-    monkeypatch.setattr(S, "INCEPTION_SHA256_PREFIX", S.sha256_file(weights)[:8])
-    with pytest.raises(UsageError, match=f"{S.INCEPTION_FILE} is not a plain weights file"):
-        S.make_extractor(S.INCEPTION, download=False)
+    monkeypatch.setattr(F, "INCEPTION_SHA256_PREFIX", F.sha256_file(weights)[:8])
+    with pytest.raises(UsageError, match=f"{F.INCEPTION_FILE} is not a plain weights file"):
+        S.make_extractor(F.INCEPTION, download=False)
     with pytest.raises(UsageError, match="is not a plain weights file"):
-        S.Extractor(S.INCEPTION, weights, CPU)
+        S.Extractor(F.INCEPTION, weights, CPU)
     assert not marker.exists()
 
 
@@ -399,7 +400,7 @@ def test_score_checks_the_weights_before_generating_a_single_sample(gan_run, tmp
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     argv = [str(gan_run / "checkpoint.pt"), "--num-samples", "50000", "--no-fid", "--device", "cpu"]
     start = time.perf_counter()
-    with pytest.raises(UsageError, match=f"{S.INCEPTION_FILE} not found"):
+    with pytest.raises(UsageError, match=f"{F.INCEPTION_FILE} not found"):
         S.main([*argv, "--no-download", "--out", str(tmp_path / "s.json")])
     assert time.perf_counter() - start < 2
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no JSON, no hub folder
@@ -452,11 +453,11 @@ def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch" / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(UsageError, match="download failed: OSError"):
-        S.find_inception_weights()
+        F.find_inception_weights()
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "torch" / "hub" / "other").mkdir(parents=True)  # folders that were there before stay
     with pytest.raises(UsageError, match="download failed"):
-        S.find_inception_weights()
+        F.find_inception_weights()
     assert sorted(p.name for p in (tmp_path / "torch" / "hub").iterdir()) == ["other"]
 
 

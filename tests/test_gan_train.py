@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gan.train as T
-from common.config import UsageError, resolve_config
+from common.config import UsageError, cli_overrides, resolve_config
 from common.loop import NON_FINITE_EXIT
 from gan.tasks import make_task
 
@@ -293,3 +293,74 @@ def test_summary_names_the_run_directory_and_wall_time():
     summary = {"modes_covered": 8, "steps": 10, "status": "completed", "run_dir": "runs/g", "wall_time_s": 62}
     line = T.summary_line(summary)
     assert "modes_covered 8" in line and "wall time 0:01:02" in line and "run directory runs/g" in line
+
+
+# --- one evaluation cadence: eval_every/eval_samples for the ring and for images; the old names still read -----
+
+
+def old_style(config: dict, **old) -> dict:
+    """A config as gan.train saved it before score_every/score_samples became eval_every/eval_samples: both
+    pairs present (the ring read eval_*, images score_*)."""
+    return {**config, "eval_every": 0, "eval_samples": 2500, "score_every": 0, "score_samples": 5000, **old}
+
+
+def test_an_old_ring_run_saved_with_score_every_resumes_and_evaluates_as_before(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    argv = [*RING, "--steps", "40", "--eval-every", "10", "--checkpoint-every", "20"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    monkeypatch.setattr(T, "StopSignal", signal_after(T.StopSignal, 25, signal.SIGTERM))
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    saved = tmp_path / "cut" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    saved.write_text(yaml.safe_dump(old_style(config, eval_every=10, eval_samples=500)))
+    capsys.readouterr()
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+    note = [line for line in capsys.readouterr().err.splitlines() if "score_every is now eval_every" in line]
+    assert len(note) == 1
+    assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
+    assert [m["step"] for m in metrics_without_time(tmp_path / "cut") if "modes_covered" in m] == [10, 20, 30, 40]
+
+
+@pytest.mark.parametrize("dataset, every, samples", [("digits", 7, 30), ("ring", 3, 500)])
+def test_a_config_saved_before_the_rename_keeps_the_cadence_its_task_used(dataset, every, samples, capsys):
+    if dataset == "ring":
+        old = old_style({"dataset": "ring"}, eval_every=every, eval_samples=samples, score_every=99)
+    else:
+        old = old_style({"dataset": "digits"}, score_every=every, score_samples=samples, eval_every=99)
+    cfg = resolve_config(T.GANConfig, None, base=old)
+    assert (cfg.eval_every, cfg.eval_samples) == (every, samples)
+    assert "score_every is now eval_every, score_samples is now eval_samples" in capsys.readouterr().err
+    from gan.config import saved_config  # an old checkpoint's config, as gan.sample and gan.score read it
+
+    assert saved_config(old, "checkpoint.pt").eval_every == every
+
+
+def test_old_yaml_keys_and_flags_name_the_new_fields(tmp_path, capsys):
+    path = tmp_path / "old.yaml"
+    path.write_text("dataset: digits\nscore-every: 4\nscore_samples: 0\n")
+    cfg = resolve_config(T.GANConfig, path)
+    assert (cfg.eval_every, cfg.eval_samples) == (4, 0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "score_samples is now eval_samples" in err[0]
+    args = T.get_args_parser().parse_args(["--score-every", "5", "--score-samples", "20"])
+    assert cli_overrides(args) == {"eval_every": "5", "eval_samples": "20"}
+    with pytest.raises(UsageError, match="--eval-samples: 0 \\(off\\) or >= 10"):
+        resolve_config(T.GANConfig, path, {"eval_samples": "5"})
+
+
+def test_shipped_configs_use_the_new_names(capsys):
+    for path in sorted((ROOT / "configs" / "gan").glob("*.yaml")):
+        resolve_config(T.GANConfig, path)
+        text = path.read_text()
+        assert "score_every" not in text and "score_samples" not in text and capsys.readouterr().err == "", path
+
+
+def test_each_task_has_its_own_default_number_of_evaluation_samples():
+    from gan import images, toy
+
+    assert T.GANConfig(dataset="ring").eval_samples is None
+    assert toy.RingTask(T.GANConfig(dataset="ring"), torch.device("cpu")).eval_samples == toy.EVAL_SAMPLES
+    assert images.scored_samples(T.GANConfig(dataset="digits")) == images.EVAL_SAMPLES
+    assert images.scored_samples(T.GANConfig(dataset="digits", eval_samples=0)) == 0
