@@ -456,7 +456,7 @@ def test_log_line_shows_every_term_of_the_loss():
 def test_supervised_run_names_no_mixing_points():
     model = tiny_model()
     assert T.mixing_description(cfg(method="supervised"), model, (0,)) == "no mixup"
-    assert T.mixing_description(cfg(), model, (0, 1, 2)) == "mixing points pixel, h1, h2"
+    assert T.mixing_description(cfg(), model, (0, 1, 2)) == "mixing points pixel, h1, h2, α 0.1"
 
 
 def test_summary_reports_errors_in_percent_with_run_directory_and_wall_time():
