@@ -12,33 +12,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from common.config import UsageError
+from common.registry import Constructor, build, constructor, spec
 from common.staged import StagedNet
-from ssl.preact import PAPER_MIX_POINTS, PreActResNet18, PreActResNet34
-from ssl.wrn import WideResNet
+from ssl.preact import ARCH as PREACT
+from ssl.preact import PAPER_MIX_POINTS
+from ssl.wrn import ARCH as WRN
 
 
 @dataclass(frozen=True)
 class Arch:
-    build: Callable[..., StagedNet]  # called as build(num_classes=..., in_channels=..., **kwargs)
-    kwargs: Mapping[str, object] = field(default_factory=dict)
+    model: str  # the constructor's name in common/registry.py, as checkpoints' model_args store it
+    kwargs: Mapping[str, object] = field(default_factory=dict)  # besides num_classes and in_channels
     paper_mix_points: tuple[str, ...] = ()  # the paper's eligible set S for Manifold Mixup
+
+    @property
+    def build(self) -> Constructor:
+        """The registered constructor, called as build(num_classes=..., in_channels=..., **kwargs)."""
+        return constructor(self.model)
 
 
 ARCHS: Mapping[str, Arch] = MappingProxyType(
     {
-        "preactresnet18": Arch(PreActResNet18, {}, PAPER_MIX_POINTS),
-        "preactresnet34": Arch(PreActResNet34, {}, PAPER_MIX_POINTS),
+        "preactresnet18": Arch(PREACT, MappingProxyType({"blocks": (2, 2, 2, 2)}), PAPER_MIX_POINTS),
+        "preactresnet34": Arch(PREACT, MappingProxyType({"blocks": (3, 4, 6, 3)}), PAPER_MIX_POINTS),
         "wrn28_10": Arch(
-            WideResNet,
+            WRN,
             MappingProxyType({"depth": 28, "width": 10, "leaky_slope": 0.0, "bn_momentum": 0.1, "dropout": 0.0}),
             ("pixel", "h1"),
         ),
-        "wrn28_2": Arch(WideResNet, MappingProxyType({"depth": 28, "width": 2}), ("pixel", "h1", "h2")),
+        "wrn28_2": Arch(WRN, MappingProxyType({"depth": 28, "width": 2}), ("pixel", "h1", "h2")),
     }
 )
 
@@ -50,7 +58,12 @@ def get_arch(name: str) -> Arch:
     return ARCHS[name]
 
 
+def arch_model_args(name: str, num_classes: int, in_channels: int) -> dict[str, Any]:
+    """The checkpoint's model_args of network ``name`` (common/registry.py), e.g. for ``build``."""
+    arch = get_arch(name)
+    return spec(arch.model, num_classes=num_classes, in_channels=in_channels, **arch.kwargs)
+
+
 def build_classifier(name: str, num_classes: int, in_channels: int) -> StagedNet:
     """A freshly initialised network ``name`` for (B, in_channels, H, W) images and ``num_classes`` classes."""
-    arch = get_arch(name)
-    return arch.build(num_classes=num_classes, in_channels=in_channels, **arch.kwargs)
+    return build(arch_model_args(name, num_classes, in_channels))

@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from common.config import check, check_number, opt
+from common.config import UsageError, check, check_number, opt
 from common.registry import spec
+from ssl.archs import ARCHS, arch_model_args
 from ssl.wrn import ARCH as WRN  # importing ssl.wrn registers the architecture
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
-DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")
+DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")  # of the WRN given by --depth/--width
+ALL = "all"  # --labels all: supervised training on every non-validation image
+# The fields of --arch wrn (the WRN of --depth/--width) with their defaults; a named --arch fixes them itself.
+WRN_FIELDS = {"depth": 28, "width": 2, "leaky_slope": 0.1, "bn_momentum": 0.001, "dropout": 0.0}
 
 
 @dataclass(frozen=True)
 class SSLConfig:
     # data: the protocol of Oliver et al. 2018
-    dataset: Literal["cifar10", "svhn", "digits"] = opt("cifar10", "dataset")
+    dataset: Literal["cifar10", "cifar100", "svhn", "digits"] = opt("cifar10", "dataset")
     data_dir: str = opt("data/cifar10", "folder with the dataset's files (README: Data); ignored for digits")
     download: bool = opt(False, "download missing dataset files (needs internet)")
     svhn_extra: bool = opt(False, "append SVHN's extra_32x32.mat to the training images")
-    labels: int = opt(4000, "labelled training images, the same number per class")
+    # A number, or 'all'; normalised to an int or "all" (an int keeps the saved config.yaml of earlier runs equal).
+    labels: str = opt(
+        "4000",
+        "labelled training images, the same number per class; 'all': every non-validation image is labelled "
+        "(supervised training: no unlabelled batch, an epoch is one pass over the training set)",
+    )
     val_size: int | None = opt(None, "validation images held out of training (default: the dataset's protocol)")
     split: str | None = opt(None, "reuse the split.npz of another run, to compare methods on the same labels")
     zca: bool = opt(True, "ZCA-whiten inputs, fitted on the non-validation training images")
     translate: int = opt(2, "random translation in pixels, zero padded (0 = off)")
     flip: bool | None = opt(None, "random horizontal flips (default: the dataset's convention)")
-    # model: WRN-depth-width
+    # model: a named network, or (default) WRN-depth-width. None, not "wrn", is the default so that the
+    # config.yaml of runs saved before this field existed still matches on --resume.
+    arch: str | None = opt(
+        None, f"network: wrn (WRN-depth-width of the flags below) or {', '.join(ARCHS)} (default none: wrn)"
+    )
     depth: int = opt(28, "WRN depth, 6n+4")
     width: int = opt(2, "WRN widening factor")
     leaky_slope: float = opt(0.1, "LeakyReLU slope (Oliver et al.: 0.1; original code: 0.01)")
@@ -36,8 +50,12 @@ class SSLConfig:
     dropout: float = opt(0.0, "dropout inside residual blocks (original code: 0.3)")
     # method
     method: Literal["manifold", "input", "supervised"] = opt("manifold", "Algorithm 1, Algorithm 3, or no mixup")
-    mix_points: tuple[str, ...] = opt(DEFAULT_MIX_POINTS, "eligible mixing points for method=manifold")
-    alpha_sup: float = opt(0.1, "α of λ ~ Beta(α, α) for the labelled batch")
+    mix_points: tuple[str, ...] | None = opt(
+        None, "eligible mixing points for method=manifold (default: the network's recipe; pixel,h1,h2 for wrn)"
+    )
+    alpha_sup: float | None = opt(
+        None, "α of λ ~ Beta(α, α) for the labelled batch (default: 0.1; with --labels all 2.0, or 1.0 for input)"
+    )
     alpha_unsup: float = opt(2.0, "α of λ ~ Beta(α, α) for the unlabelled batch")
     per_example_lam: bool = opt(False, "one λ per example instead of one per batch")
     consistency: Literal["logit", "prob"] = opt(
@@ -77,12 +95,12 @@ class SSLConfig:
     def __post_init__(self) -> None:
         # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
         # Sizes that depend on the data or on memory are checked in check_sizes, before anything is written.
-        check(self.labels > 0, f"--labels must be positive, got {self.labels}")
+        self._resolve_defaults()
         check(self.val_size is None or self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}")
         check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
         check(
-            self.method == "supervised" or self.unlabelled_batch_size > 0,
+            self.method == "supervised" or self.all_labels or self.unlabelled_batch_size > 0,
             f"--method {self.method} needs --unlabelled-batch-size > 0",
         )
         check_number("--alpha-sup", self.alpha_sup, gt=0)
@@ -114,18 +132,79 @@ class SSLConfig:
         check_number("--leaky-slope", self.leaky_slope, ge=0, le=1)
         check_number("--seed", self.seed, ge=0, lt=2**63)
 
+    def _resolve_defaults(self) -> None:
+        """Normalise --labels and fill the defaults that depend on other fields, so that config.yaml records
+        the values the run uses: the network's mixing points, α of the labelled batch and, under
+        --labels all, no unlabelled batch."""
+        set_ = partial(object.__setattr__, self)
+        labels = self.labels
+        if isinstance(labels, str) and labels.strip().lower() == ALL:
+            set_("labels", ALL)
+        elif isinstance(labels, str) and labels.strip().isdigit():
+            set_("labels", int(labels))
+        elif not isinstance(labels, int) or isinstance(labels, bool):
+            raise UsageError(f"--labels: expected a number of labelled images or 'all', got {labels!r}")
+        check(self.labels == ALL or self.labels > 0, f"--labels must be positive or 'all', got {self.labels}")
+        valid = ", ".join([WRN, *ARCHS])
+        check(
+            self.arch is None or self.arch == WRN or self.arch in ARCHS,
+            f"unknown --arch {self.arch!r} (valid: {valid})",
+        )
+        if self.arch_name != WRN:
+            changed = [
+                f"--{k.replace('_', '-')} {getattr(self, k)}" for k, v in WRN_FIELDS.items() if getattr(self, k) != v
+            ]
+            check(
+                not changed,
+                f"{', '.join(changed)} set(s) the WRN of --arch wrn, but --arch {self.arch} fixes its own network; "
+                "drop them or use --arch wrn",
+            )
+        if self.mix_points is None:
+            set_("mix_points", default_mix_points(self))
+        if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
+            set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.all_labels else 0.1)
+        if self.all_labels:
+            check(
+                self.pseudolabels == "model",
+                "--pseudolabels ema needs unlabelled images, but --labels all trains on labels only; drop it",
+            )
+            set_("unlabelled_batch_size", 0)  # every image is labelled: Algorithm 1 without its unlabelled batch
+
+    @property
+    def all_labels(self) -> bool:
+        """--labels all: supervised training (no mixup, or supervised Input/Manifold Mixup)."""
+        return self.labels == ALL
+
+    @property
+    def arch_name(self) -> str:
+        """The network's name: ``wrn`` (WRN-depth-width) or a name of :data:`ssl.archs.ARCHS`."""
+        return self.arch or WRN
+
+    def network_name(self) -> str:
+        """How logs name the network: WRN-28-2, preactresnet18, ..."""
+        return f"WRN-{self.depth}-{self.width}" if self.arch_name == WRN else self.arch_name
+
+
+def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
+    """The eligible set of the network's recipe: what --mix-points means when it is not given."""
+    return DEFAULT_MIX_POINTS if cfg.arch_name == WRN else ARCHS[cfg.arch_name].paper_mix_points
+
 
 def check_method(cfg: SSLConfig) -> None:
-    """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored."""
+    """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored
+    (the network's default set and the WRN's, which the shipped SSL configs spell out, are not refused)."""
+    accepted = (default_mix_points(cfg), DEFAULT_MIX_POINTS, ("pixel",), ("input",))
     check(
-        cfg.method != "input" or tuple(cfg.mix_points) in (DEFAULT_MIX_POINTS, ("pixel",), ("input",)),
+        cfg.method != "input" or tuple(cfg.mix_points) in accepted,
         f"--method input mixes at the input only, so --mix-points {','.join(cfg.mix_points)} would be ignored; "
         "drop --mix-points or use --method manifold",
     )
 
 
 def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, Any]:
-    """The checkpoint's model_args of the WRN (common/registry.py)."""
+    """The checkpoint's model_args of the network (common/registry.py)."""
+    if cfg.arch_name != WRN:
+        return arch_model_args(cfg.arch_name, num_classes, channels)
     return spec(
         WRN,
         num_classes=num_classes,

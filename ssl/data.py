@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,13 +43,15 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
         split = Split.load(run.out / SPLIT, num_train=len(train.labels), dataset=cfg.dataset)
     elif cfg.split is not None:
         split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
+        wanted = len(split.unlabelled) if cfg.all_labels else cfg.labels
         check(
-            len(split.labelled) == cfg.labels,
-            f"--split {cfg.split} has {len(split.labelled)} labelled images but --labels is {cfg.labels}",
+            len(split.labelled) == wanted and set(split.labelled) <= set(split.unlabelled),
+            f"--split {cfg.split} has {len(split.labelled)} labelled images of {len(split.unlabelled)} "
+            f"but --labels is {cfg.labels}",
         )
     else:
         num_val = info.num_val if cfg.val_size is None else cfg.val_size
-        split = make_split(train.labels.numpy(), cfg.labels, num_val, cfg.seed, info.num_classes)
+        split = new_split(cfg, train.labels.numpy(), num_val, info.num_classes)
     resident = train.images.numel() + test.images.numel()  # uint8 bytes kept on the device
     check_sizes(cfg, split, tuple(train.images.shape[1:]), info.num_classes, resident, device)
 
@@ -61,13 +64,18 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
         mean=info.mean, std=info.std, zca=zca, translate=cfg.translate, flip=info.flip if cfg.flip is None else cfg.flip
     )
     # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
+    # With --labels all there is no unlabelled batch and an epoch is one pass over the (labelled) training set.
     unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
-    ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
+    if cfg.all_labels:
+        ipe = cfg.iterations_per_epoch or max(1, len(split.labelled) // cfg.batch_size)
+        use = "all labelled, no unlabelled batch"
+    else:
+        ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
+        use = f"{len(split.labelled)} labelled; all {len(split.unlabelled)} used as unlabelled"
     batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe, device=device)
     say(
-        f"data: {cfg.dataset} | train {len(split.unlabelled)} ({len(split.labelled)} labelled; all "
-        f"{len(split.unlabelled)} used as unlabelled) | validation {len(split.val)} | test {len(test.labels)} "
-        f"| {batches.iterations_per_epoch} updates per epoch"
+        f"data: {cfg.dataset} | train {len(split.unlabelled)} ({use}) | validation {len(split.val)} "
+        f"| test {len(test.labels)} | {batches.iterations_per_epoch} updates per epoch"
     )
     return Data(
         train=images,
@@ -80,6 +88,15 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
         num_classes=info.num_classes,
         channels=info.channels,
     )
+
+
+def new_split(cfg: SSLConfig, labels: np.ndarray, num_val: int, num_classes: int) -> Split:
+    """The split of a new run: ``--labels`` per class as in Oliver et al., or with ``--labels all`` every
+    non-validation image labelled (the same validation images as the SSL split of the same seed)."""
+    if not cfg.all_labels:
+        return make_split(labels, cfg.labels, num_val, cfg.seed, num_classes)
+    ssl_split = make_split(labels, num_classes, num_val, cfg.seed, num_classes)  # one label per class: any
+    return Split(ssl_split.unlabelled, ssl_split.unlabelled, ssl_split.val)
 
 
 def check_sizes(
@@ -110,7 +127,6 @@ def check_sizes(
     check_memory(
         need,
         torch.device(device),
-        f"WRN-{cfg.depth}-{cfg.width} ({params / 1e6:,.1f}M parameters) with batches of {cfg.batch_size} + "
-        f"{unlabelled_bs}",
-        "lower --batch-size, --unlabelled-batch-size, --width or --depth",
+        f"{cfg.network_name()} ({params / 1e6:,.1f}M parameters) with batches of {cfg.batch_size} + {unlabelled_bs}",
+        "lower --batch-size, --unlabelled-batch-size, --width or --depth, or pick a smaller --arch",
     )

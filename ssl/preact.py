@@ -25,13 +25,16 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from common.registry import register
 from common.staged import StagedNet
 from ssl.wrn import Block
 
 PAPER_MIX_POINTS = ("pixel", "h1", "h2")
 WIDTHS = (64, 128, 256, 512)
+ARCH = "preactresnet"  # its name in checkpoints' model_args (common/registry.py), with ``blocks``
 
 
+@register(ARCH)
 class PreActResNet(StagedNet):
     """A pre-activation ResNet of basic blocks, ``blocks[i]`` of them in group i; ``mix_points`` = pixel, h1..h4."""
 

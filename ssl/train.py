@@ -6,12 +6,18 @@
     python -m ssl.train --method input                        # Algorithm 3 (Input Mixup)
     python -m ssl.train --method supervised                   # labelled data only, no mixup
     python -m ssl.train --out runs/x --resume                 # continue an interrupted run
+    python -m ssl.train --config configs/ssl/supervised-preactresnet18-cifar10.yaml --method manifold
+                                                              # supervised Manifold Mixup (ICML Table 1)
 
 Each step (Algorithm 1): a labelled batch is mixed at a random eligible layer with α = 0.1 and
 trained with cross-entropy on the mixed labels; the model's own predictions on an unlabelled batch
 (no gradient) are the pseudolabels; the unlabelled batch is mixed at a random layer with α = 2.0 and
 its predictions are pulled towards the mixed pseudolabels with an MSE; the two losses are summed
 with the consistency weight w(t) = w_max·exp(−5(1−t)²) that reaches w_max at 40% of training.
+
+With ``--labels all`` every training image is labelled and there is no unlabelled batch: the step is
+lines 3-5 alone, i.e. supervised Manifold Mixup (ICML 2019) or Input Mixup, or plain training with
+``--method supervised``; an epoch is one pass over the training set.
 """
 
 from __future__ import annotations
@@ -35,16 +41,16 @@ from common.mixup import mixup_forward, resolve_points, sample_mix
 from common.registry import build
 from common.run import StopSignal, progress
 from common.speed import fused_kwargs, maybe_compile
+from common.staged import StagedNet
 from ssl.config import CONFIGS, SSLConfig, check_method, network_args
 from ssl.data import SPLIT, Data, build_data
-from ssl.wrn import WideResNet
 
 
 def get_args_parser():
     return trainer_parser(SSLConfig, "python -m ssl.train", __doc__, str(CONFIGS / "cifar10-4k.yaml"))
 
 
-def eligible_points(cfg: SSLConfig, model: WideResNet) -> tuple[int, ...]:
+def eligible_points(cfg: SSLConfig, model: StagedNet) -> tuple[int, ...]:
     """The set S: the input alone for Input Mixup (Algorithm 3), ``mix_points`` for Manifold Mixup."""
     return (0,) if cfg.method == "input" else resolve_points(cfg.mix_points, model.mix_points)
 
@@ -79,7 +85,7 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def train_step(
-    model: WideResNet,
+    model: StagedNet,
     teacher: nn.Module,
     x_l: Tensor,
     y_l: Tensor,
@@ -99,6 +105,9 @@ def train_step(
     if cfg.method == "supervised":
         loss = F.cross_entropy(model(x_l), y_l)
         parts = {"loss_sup": loss.detach()}
+    elif x_u is None:  # --labels all: supervised mixup, the labelled term of Algorithm 1 alone
+        loss = supervised_mixup_loss(model, x_l, y_l, cfg, points, num_classes)
+        parts = {"loss_sup": loss.detach()}
     else:
         loss, parts = mixup_objective(model, teacher, x_l, y_l, x_u, w, cfg, points, num_classes)
     if cfg.l1 and net is not None:
@@ -108,8 +117,18 @@ def train_step(
     return loss, parts
 
 
+def supervised_mixup_loss(
+    model: StagedNet, x_l: Tensor, y_l: Tensor, cfg: SSLConfig, points: Sequence[int], num_classes: int
+) -> Tensor:
+    """Lines 3-5 of Algorithm 1: cross-entropy on the labelled batch mixed at a random eligible layer, λ ~ Beta(α, α)
+    with α = ``cfg.alpha_sup`` (points == (0,): Input Mixup)."""
+    mix_l = sample_mix(len(x_l), points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
+    logits_l, y_mixed = mixup_forward(model, x_l, F.one_hot(y_l, num_classes).float(), mix_l)
+    return soft_cross_entropy(logits_l, y_mixed)
+
+
 def mixup_objective(
-    model: WideResNet,
+    model: StagedNet,
     teacher: nn.Module,
     x_l: Tensor,
     y_l: Tensor,
@@ -120,10 +139,7 @@ def mixup_objective(
     num_classes: int,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Lines 3-10 of Algorithm 1: the mixed supervised loss plus w·the mixed consistency loss."""
-    # Lines 3-5: supervised loss on the labelled batch mixed at a random eligible layer
-    mix_l = sample_mix(len(x_l), points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
-    logits_l, y_mixed = mixup_forward(model, x_l, F.one_hot(y_l, num_classes).float(), mix_l)
-    loss_s = soft_cross_entropy(logits_l, y_mixed)
+    loss_s = supervised_mixup_loss(model, x_l, y_l, cfg, points, num_classes)
 
     # Lines 6-7: pseudolabels are the model's outputs on the unlabelled batch, without gradient
     with torch.no_grad():
@@ -160,27 +176,37 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, preprocess: Prepr
 
 
 def evaluate_all(model: nn.Module, data: Data, cfg: SSLConfig, prefix: str = "") -> dict[str, float]:
-    val_idx = torch.as_tensor(data.split.val, device=data.train.device)
-    val = evaluate(model, data.train[val_idx], data.train_labels[val_idx], data.preprocess, cfg.eval_batch_size)
+    """Validation accuracy (none with --val-size 0), test accuracy and test NLL."""
+    metrics = {}
+    if len(data.split.val):
+        val_idx = torch.as_tensor(data.split.val, device=data.train.device)
+        val = evaluate(model, data.train[val_idx], data.train_labels[val_idx], data.preprocess, cfg.eval_batch_size)
+        metrics[f"{prefix}val_acc"] = val["acc"]
     test = evaluate(model, data.test, data.test_labels, data.preprocess, cfg.eval_batch_size)
-    return {f"{prefix}val_acc": val["acc"], f"{prefix}test_acc": test["acc"], f"{prefix}test_nll": test["nll"]}
+    return metrics | {f"{prefix}test_acc": test["acc"], f"{prefix}test_nll": test["nll"]}
 
 
 def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
-    """Test error at the best validation accuracy (the paper) and the median of the last 20 (FixMatch)."""
+    """Test error at the best validation accuracy (the paper), the median of the last 20 (FixMatch) and the
+    final one. Without a validation set (--val-size 0, as the ICML supervised runs) there is no best-validation
+    entry: the final test error and NLL are the result."""
     if not evals:
         return {}
-    best = max(evals, key=lambda m: m[f"{prefix}val_acc"])  # first of equals: earliest
     last = [1 - m[f"{prefix}test_acc"] for m in evals[-20:]]
+    summary = {
+        f"{prefix}median_test_error_last20": statistics.median(last),
+        f"{prefix}final_test_error": 1 - evals[-1][f"{prefix}test_acc"],
+        f"{prefix}final_test_nll": evals[-1][f"{prefix}test_nll"],
+    }
+    if f"{prefix}val_acc" not in evals[0]:
+        return summary
+    best = max(evals, key=lambda m: m[f"{prefix}val_acc"])  # first of equals: earliest
     return {
         f"{prefix}best_val_error": 1 - best[f"{prefix}val_acc"],
         f"{prefix}test_error_at_best_val": 1 - best[f"{prefix}test_acc"],
         f"{prefix}test_nll_at_best_val": best[f"{prefix}test_nll"],
         f"{prefix}best_val_epoch": best["epoch"],
-        f"{prefix}median_test_error_last20": statistics.median(last),
-        f"{prefix}final_test_error": 1 - evals[-1][f"{prefix}test_acc"],
-        f"{prefix}final_test_nll": evals[-1][f"{prefix}test_nll"],
-    }
+    } | summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +218,7 @@ class Networks:
     """The plain WRN (checkpoints, evaluation, the L1 term), the callable the step trains (DDP and/or
     compiled), the teacher of the pseudolabels, the EMA copy, the optimizer and the eligible points."""
 
-    net: WideResNet
+    net: StagedNet
     model: Callable
     teacher: Callable
     ema: nn.Module | None
@@ -222,7 +248,7 @@ def build_networks(s: Session, data: Data) -> Networks:
     )
     points = eligible_points(cfg, net)
     s.say(
-        f"model: WRN-{cfg.depth}-{cfg.width}, {num_params(net):.2f}M parameters; "
+        f"model: {cfg.network_name()}, {num_params(net):.2f}M parameters; "
         f"method {cfg.method}, {mixing_description(cfg, net, points)}; {s.speed.describe()}"
     )
     return Networks(net, model, teacher, ema, optimizer, points, model_args)
@@ -250,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = train(s, data, nets, step, meter)
     if code is not None:
         return code
-    evals = [m for m in s.run.metrics() if "val_acc" in m]
+    evals = [m for m in s.run.metrics() if "test_acc" in m]
     summary = summarize(evals) | (summarize(evals, "ema_") if s.cfg.eval_ema else {})
     counts = {"updates": s.cfg.epochs * data.batches.iterations_per_epoch, "epochs": s.cfg.epochs}
     return s.finish(summary, counts, [nets.net], lambda sm: summary_line(sm, s.cfg.eval_ema))
@@ -326,11 +352,12 @@ def evaluate_epoch(s: Session, data: Data, nets: Networks, step: int, epoch: int
     barrier(s.dist)
 
 
-def mixing_description(cfg: SSLConfig, net: WideResNet, points: Sequence[int]) -> str:
+def mixing_description(cfg: SSLConfig, net: StagedNet, points: Sequence[int]) -> str:
     """What the model line says about mixing: the eligible points, or that a supervised run has none."""
     if cfg.method == "supervised":
         return "no mixup"
-    return "mixing points " + ", ".join(net.mix_points[k] for k in points)
+    where = "mixing points " + ", ".join(net.mix_points[k] for k in points)
+    return f"{where}, α {cfg.alpha_sup:g}" + (" (supervised: every image labelled)" if cfg.all_labels else "")
 
 
 def log_line(step: int, total: int, ipe: int, lr: float, w: float, losses: dict[str, float], speed: float) -> str:
@@ -352,8 +379,15 @@ def summary_line(summary: dict, eval_ema: bool = False) -> str:
     """The summary as test errors in % (as the paper reports), with the run directory and wall time."""
 
     def errors(prefix: str, label: str) -> str:
-        if f"{prefix}test_error_at_best_val" not in summary:
+        if f"{prefix}final_test_error" not in summary:
             return f"{label}no evaluation"
+        if f"{prefix}test_error_at_best_val" not in summary:
+            return (
+                f"{label}final test error {100 * summary[f'{prefix}final_test_error']:.2f}% "
+                f"(NLL {summary[f'{prefix}final_test_nll']:.4f}) | no validation set (--val-size 0), so no "
+                f"best-validation result | median test error of the last 20 evaluations "
+                f"{100 * summary[f'{prefix}median_test_error_last20']:.2f}%"
+            )
         return (
             f"{label}test error {100 * summary[f'{prefix}test_error_at_best_val']:.2f}% at the best validation error "
             f"{100 * summary[f'{prefix}best_val_error']:.2f}% (epoch {summary[f'{prefix}best_val_epoch']}) | "

@@ -171,6 +171,7 @@ def test_summary_uses_best_validation_and_median_of_last_20():
         ["--method", "manifold"],  # the defaults: pseudolabels from the current model
         ["--method", "input", "--pseudolabels", "ema", "--eval-ema"],
         ["--method", "supervised", "--eval-ema"],
+        ["--labels", "all", "--val-size", "0"],  # supervised Manifold Mixup, no validation set
     ],
 )
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, options):
@@ -189,7 +190,9 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monk
     for k, v in full["model"].items():
         torch.testing.assert_close(cut["model"][k], v, rtol=0, atol=0)
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
-    assert {"test_error_at_best_val", "median_test_error_last20", "test_nll_at_best_val"} <= set(summary)
+    has_val = "--val-size" not in options
+    assert {"final_test_nll", "median_test_error_last20"} <= set(summary)
+    assert has_val == ({"test_error_at_best_val", "test_nll_at_best_val"} <= set(summary))
 
 
 @pytest.mark.slow
@@ -453,7 +456,7 @@ def test_log_line_shows_every_term_of_the_loss():
 def test_supervised_run_names_no_mixing_points():
     model = tiny_model()
     assert T.mixing_description(cfg(method="supervised"), model, (0,)) == "no mixup"
-    assert T.mixing_description(cfg(), model, (0, 1, 2)) == "mixing points pixel, h1, h2"
+    assert T.mixing_description(cfg(), model, (0, 1, 2)) == "mixing points pixel, h1, h2, α 0.1"
 
 
 def test_summary_reports_errors_in_percent_with_run_directory_and_wall_time():

@@ -1,0 +1,173 @@
+"""Supervised training with every label (--labels all), networks by name (--arch), the ICML Table 1 configs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ssl.train as T
+from common.config import UsageError, diff, resolve_config, to_dict
+from common.mixup import sample_mix
+from common.registry import build
+from ssl.archs import ARCHS
+from ssl.config import DEFAULT_MIX_POINTS, SSLConfig, check_method, network_args
+from ssl.preact import PreActResNet
+
+from conftest import ROOT
+
+CONFIGS = sorted((ROOT / "configs" / "ssl").glob("*.yaml"))
+SUPERVISED = [p for p in CONFIGS if p.name.startswith("supervised-")]
+# The brief's end-to-end command: seconds on one core.
+E2E = ["--dataset", "digits", "--labels", "all", "--depth", "10", "--width", "1", "--epochs", "1"]
+E2E += ["--iterations-per-epoch", "5", "--device", "cpu"]
+
+
+def cfg(**overrides):
+    return resolve_config(SSLConfig, None, {"dataset": "digits", **overrides})
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    c = resolve_config(SSLConfig, path, {})
+    assert c.dataset in ("cifar10", "cifar100", "svhn", "digits") and c.mix_points
+
+
+def test_there_is_a_table_1_config_per_network_and_dataset():
+    names = {p.name for p in SUPERVISED}
+    nets, datasets = ("preactresnet18", "preactresnet34", "wrn28-10"), ("cifar10", "cifar100")
+    assert names == {f"supervised-{a}-{d}.yaml" for a in nets for d in datasets}
+
+
+@pytest.mark.parametrize("path", SUPERVISED, ids=lambda p: p.name)
+def test_table_1_config_follows_appendix_c_and_trains_one_update(path):
+    c = resolve_config(SSLConfig, path, {"dataset": "digits"})
+    assert c.all_labels and c.unlabelled_batch_size == 0 and c.val_size == 0
+    assert (c.lr, c.momentum, c.weight_decay, c.l1, c.alpha_sup) == (0.1, 0.9, 1e-4, 0.0, 2.0)
+    epochs, milestones = (400, (200, 300)) if c.arch == "wrn28_10" else (1200, (400, 800))
+    assert (c.epochs, c.lr_milestones) == (epochs, milestones)
+    assert c.mix_points == ARCHS[c.arch].paper_mix_points
+    assert resolve_config(SSLConfig, path, {"method": "input"}).alpha_sup == 1.0  # Appendix C.1
+
+    torch.manual_seed(0)
+    net = build(network_args(c, 10, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
+    points = T.eligible_points(c, net)
+    assert [net.mix_points[k] for k in points] == list(c.mix_points)
+    loss, parts = T.train_step(net, net, x, y, None, 0.0, c, points, 10, net=net)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and set(parts) == {"loss_sup"}
+    assert all(not torch.equal(b, p) for b, p in zip(before[:1], net.parameters()))  # the stem moved
+
+
+def test_supervised_mixup_is_the_labelled_term_alone():
+    torch.manual_seed(0)
+    net = build(network_args(cfg(depth="10", width="1", bn_momentum="0.1"), 10, 1))
+    c = cfg(labels="all", method="manifold")
+    x, y = torch.randn(6, 1, 8, 8), torch.arange(6)
+    seen = []
+    net.stages[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    torch.manual_seed(3)
+    loss, parts = T.train_step(net, net, x, y, None, 1.0, c, (0, 1, 2), 10)
+    assert seen == [6] and set(parts) == {"loss_sup"}  # one labelled forward pass, no pseudolabels
+    torch.manual_seed(3)
+    m = sample_mix(6, (0, 1, 2), c.alpha_sup)
+    lam, h = float(m.lam), net(x, 0, m.point)
+    logits = net(lam * h + (1 - lam) * h[m.perm], m.point)
+    target = lam * F.one_hot(y, 10) + (1 - lam) * F.one_hot(y, 10)[m.perm]
+    torch.testing.assert_close(loss, -(target * logits.log_softmax(1)).sum(1).mean())
+
+
+def test_labels_all_means_no_unlabelled_batch_and_paper_alpha():
+    c = cfg(labels="all", unlabelled_batch_size="100")
+    assert c.labels == "all" and c.unlabelled_batch_size == 0 and c.alpha_sup == 2.0
+    assert cfg(labels="all", method="input").alpha_sup == 1.0
+    assert cfg(labels="all", alpha_sup="0.5").alpha_sup == 0.5  # an explicit α wins
+    assert cfg().labels == 50 * 80 and cfg().alpha_sup == 0.1  # the SSL defaults are unchanged
+    assert cfg(labels="250").labels == 250
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"labels": "some"}, "--labels: expected a number of labelled images or 'all'"),
+        ({"labels": "0"}, "--labels must be positive or 'all'"),
+        ({"labels": "all", "pseudolabels": "ema"}, "--pseudolabels ema needs unlabelled images"),
+        ({"arch": "preactresnet18", "depth": "10"}, "--depth 10 set(s) the WRN of --arch wrn"),
+        ({"arch": "resnet50"}, "unknown --arch 'resnet50' (valid: wrn, preactresnet18"),
+    ],
+)
+def test_contradictory_or_unknown_values_are_one_line(overrides, message):
+    with pytest.raises(UsageError) as e:
+        cfg(**overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_arch_through_main_is_one_line_exit_2_and_touches_nothing(tmp_path, main_in_process):
+    (tmp_path / "keep.txt").write_bytes(b"untouched")
+    code, _, err = main_in_process(T.main, *E2E, "--arch", "resnet50", "--out", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert all(name in err for name in ["wrn", *ARCHS])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "keep.txt").read_bytes() == b"untouched"
+
+
+def test_named_arch_defaults_to_the_papers_mixing_points():
+    assert cfg(arch="wrn28_10").mix_points == ("pixel", "h1")
+    assert cfg(arch="preactresnet34").mix_points == ("pixel", "h1", "h2")
+    assert cfg(arch="wrn28_10", mix_points="h2").mix_points == ("h2",)
+    assert cfg().mix_points == DEFAULT_MIX_POINTS
+    check_method(cfg(arch="wrn28_10", method="input"))  # its own default set is fine for Input Mixup
+    check_method(cfg(arch="wrn28_10", method="input", mix_points="pixel,h1,h2"))  # as the SSL configs spell it
+    with pytest.raises(UsageError, match="--method input mixes at the input only"):
+        check_method(cfg(arch="wrn28_10", method="input", mix_points="h1,h3"))
+
+
+def test_preact_model_args_rebuild_the_same_network_from_a_checkpoint(tmp_path):
+    args = network_args(cfg(arch="preactresnet18"), 100, 1)
+    assert args["arch"] == "preactresnet"
+    torch.manual_seed(0)
+    net = build(args)
+    torch.save({"model": net.state_dict(), "model_args": args}, tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    again = build(state["model_args"])
+    again.load_state_dict(state["model"])
+    assert isinstance(again, PreActResNet) and len(again.stages[2]) == 2
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(again.eval()(x), net.eval()(x))
+
+
+def test_configs_saved_before_arch_and_labels_all_still_resume():
+    """--resume refuses any difference from the saved config.yaml: an older run (no arch field, labels an
+    int, mix_points and alpha_sup written out) must read back identical."""
+    old = {k: v for k, v in to_dict(cfg()).items() if k != "arch"}
+    old |= {"labels": 4000, "mix_points": ["pixel", "h1", "h2"], "alpha_sup": 0.1}
+    assert diff(old, to_dict(resolve_config(SSLConfig, None, {}, base=old))) == []
+
+
+def test_labels_all_end_to_end_without_validation(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert T.main([*E2E, "--val-size", "0", "--method", "input", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"final_test_error", "final_test_nll"} <= set(summary) and "test_error_at_best_val" not in summary
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("test_acc" in m for m in metrics) and not any("val_acc" in m for m in metrics)
+    with np.load(out / "split.npz") as split:
+        assert len(split["val"]) == 0 and np.array_equal(split["labelled"], split["unlabelled"])
+        assert len(split["labelled"]) == 1297
+    printed = capsys.readouterr().out
+    assert "no validation set (--val-size 0)" in printed and "(supervised: every image labelled)" in printed
+
+
+def test_labels_all_keeps_a_validation_set_by_default(tmp_path):
+    out = tmp_path / "run"
+    assert T.main([*E2E, "--method", "supervised", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"test_error_at_best_val", "test_nll_at_best_val", "final_test_nll"} <= set(summary)
+    with np.load(out / "split.npz") as split:
+        assert len(split["val"]) == 200 and len(split["labelled"]) == 1297 - 200
+        assert not np.intersect1d(split["val"], split["labelled"]).size
