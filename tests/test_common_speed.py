@@ -7,7 +7,7 @@ from torch._dynamo.utils import counters
 import gan.train as GAN
 import ssl.train as SSL
 from common.config import resolve_config
-from common.speed import Compiled, Speed, configure, graph_budget, no_tf32
+from common.speed import Compiled, Speed, configure, fused_kwargs, graph_budget, no_tf32
 from common.staged import StagedNet
 from ssl.wrn import WideResNet
 
@@ -267,3 +267,20 @@ def test_no_tf32_turns_tf32_off_inside_and_restores_it():
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_fused_optimizers_match_the_default_update():
+    """CUDA's ``fused=True`` (fused_kwargs) Adam and SGD: the same fused kernels run on the CPU too."""
+    assert fused_kwargs(torch.device("cuda")) == {"fused": True} and fused_kwargs(torch.device("cpu")) == {}
+    for cls, kw in ((torch.optim.Adam, {"betas": (0.0, 0.9)}), (torch.optim.SGD, {"momentum": 0.9, "nesterov": True})):
+        torch.manual_seed(0)
+        a = torch.randn(20, 20, requires_grad=True)
+        b = a.detach().clone().requires_grad_()
+        opts = cls([a], lr=1e-2, fused=True, **kw), cls([b], lr=1e-2, **kw)
+        for _ in range(3):
+            for p, opt in zip((a, b), opts):
+                opt.zero_grad()
+                p.pow(3).sum().backward()
+                opt.step()
+        assert not torch.equal(a, torch.zeros_like(a))
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
