@@ -76,6 +76,18 @@ def time_steps(
     return timings
 
 
+def share_flops(rows: Sequence[Timing]) -> None:
+    """Give every row the FLOP count of the first row of the same step kind ("path: kind" names): the
+    arithmetic of a step does not depend on the path (bf16, layout, compile), so it is counted once."""
+    counted: dict[str, float] = {}
+    for r in rows:
+        kind = r.name.split(": ", 1)[-1]
+        if r.flops is not None:
+            counted.setdefault(kind, r.flops)
+        elif kind in counted:
+            r.flops = counted[kind]
+
+
 def markdown_table(rows: Sequence[Timing], baseline: Timing | None = None) -> str:
     lines = ["| step | ms/step | images/s | vs. first row | peak MiB | TFLOP/s |", "|---|---:|---:|---:|---:|---:|"]
     base = baseline or rows[0]

@@ -119,7 +119,10 @@ def mixup_forward(net: Staged, x: Tensor, y: Tensor, m: Mix) -> tuple[Tensor, Te
 
     x: (B, ...) inputs; y: (B, C) soft targets (one-hot labels or probabilities).
     Returns (logits of the mixed batch (B, C), mixed targets (B, C)).
+
+    At k = 0 the input is mixed directly: the network is never called on the empty stage range
+    (0, 0), which a compiled network cannot capture (dynamo would skip its forward for good).
     """
-    h = net(x, 0, m.point)
+    h = net(x, 0, m.point) if m.point else x
     logits = net(mix(h, h[m.perm], m.lam), m.point)
     return logits, mix(y, y[m.perm], m.lam)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from common.staged import StagedNet
 
 
 @dataclass(frozen=True)
@@ -41,37 +43,92 @@ class Speed:
     def module(self, m: nn.Module) -> nn.Module:
         return m.to(memory_format=torch.channels_last) if self.channels_last else m
 
-    def describe(self) -> str:
+    def describe(self, *nets: Callable) -> str:
+        """The switches that are on; with the trained ``nets``, whether compile really ran (or why not)."""
         on = [name for name in ("amp", "channels_last", "compile") if getattr(self, name)]
+        if self.compile and nets and (status := compile_status(*nets)) != "compiled":
+            on[-1] = f"compile requested, ran {status}"
         return "fast path: " + (", ".join(on) if on else "off (fp32 eager)")
 
 
 PLAIN = Speed()
 
 
+def graph_budget(stages: int) -> int:
+    """The most graphs dynamo may compile for one staged network of ``stages`` stages (its recompile limit).
+
+    The stage ranges a run uses are (0, k) and (k, end) for each mixing point k >= 1, and the whole
+    network (0, end) for k = 0, the teacher, the generator's step and evaluation: 2·stages − 1 ranges.
+    Each range can be captured in at most four variants (with and without grad × train and eval
+    BatchNorm), and a first change of batch size recompiles a graph once with a dynamic batch: 8 per
+    range. A realistic run uses far fewer (tests/test_common_speed.py counts them: WRN's SSL step with
+    every mixing point, teacher and evaluation compiles 9, the GAN's D and G steps a handful); the
+    budget only keeps dynamo's default limit of 8 per function from sending the network back to eager.
+    """
+    return 8 * (2 * stages - 1)
+
+
+def _staged(module: nn.Module) -> StagedNet | None:
+    """The StagedNet inside ``module`` (itself, or wrapped by DDP), else None."""
+    inner = getattr(module, "module", module)
+    return inner if isinstance(inner, StagedNet) else None
+
+
 class Compiled:
     """``torch.compile(module)`` that falls back to eager, once and for good, if compiling fails.
 
-    Dynamo specialises on the integer stage bounds of ``net(x, start, stop)``, so a staged network
-    compiles one graph per (start, stop) pair in use: a handful.
+    A staged network is called as ``net(x, start, stop)``; dynamo specialises on the integer bounds, so it
+    compiles one graph per stage range in use (see :func:`graph_budget`, whose value becomes dynamo's
+    recompile limit when it is larger). An empty range (start == stop) returns ``x`` without calling
+    the compiled module: dynamo would capture no op, skip ``forward`` and never compile it again.
+
+    ``fallback`` is None while compiled, else why it runs eager. A compile error raised inside
+    ``loss.backward()`` (the backward graph) is outside this fallback and stops the run.
     """
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, backend: str | Callable | None = None):
         self.eager = module
-        self.compiled: Callable | None = torch.compile(module)
+        self.fallback: str | None = None
+        staged = _staged(module)
+        if staged is not None:
+            limit = torch._dynamo.config.recompile_limit
+            torch._dynamo.config.recompile_limit = max(limit, graph_budget(len(staged.stages)))
+        self.staged = staged is not None
+        self.compiled: Callable | None = torch.compile(module, **({"backend": backend} if backend else {}))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.staged and _empty_range(args, kwargs):
+            return args[0] if args else kwargs["x"]
         if self.compiled is not None:
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as e:  # a backend or graph problem: train on rather than stop
-                print(
-                    f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                    "continuing in eager mode",
-                    file=sys.stderr,
-                )
+                self.fallback = f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+                print(f"{self.fallback}; continuing in eager mode", file=sys.stderr)
                 self.compiled = None
         return self.eager(*args, **kwargs)
+
+
+def _empty_range(args: tuple, kwargs: dict) -> bool:
+    """Whether a staged call ``(x, start, stop)`` runs no stage."""
+    start = args[1] if len(args) > 1 else kwargs.get("start", 0)
+    stop = args[2] if len(args) > 2 else kwargs.get("stop")
+    return stop is not None and stop == start
+
+
+def compile_status(*nets: Callable) -> str:
+    """What ran for the compiled networks among ``nets``: "compiled", or "eager (why)".
+
+    Dynamo's silent fallbacks (a recompile limit hit, a skipped frame after an error) show up in its
+    ``unimplemented`` counters, not as exceptions; they are reported too.
+    """
+    from torch._dynamo.utils import counters
+
+    reasons = [n.fallback for n in nets if isinstance(n, Compiled) and n.fallback]
+    limits = [k for k in counters["unimplemented"] if "recompile limit" in k.lower()]
+    if limits:
+        reasons.append("dynamo hit its recompile limit; some frames ran eager")
+    return "eager: " + "; ".join(reasons) if reasons else "compiled"
 
 
 def maybe_compile(module: nn.Module, speed: Speed) -> Callable:
@@ -81,3 +138,24 @@ def maybe_compile(module: nn.Module, speed: Speed) -> Callable:
 def fused_kwargs(device: torch.device) -> dict[str, bool]:
     """``fused=True`` for torch optimizers on CUDA (one kernel for the whole update)."""
     return {"fused": True} if device.type == "cuda" else {}
+
+
+def configure(device: torch.device) -> None:
+    """Process-wide settings for training on ``device``: cuDNN autotuning on CUDA (fixed shapes, so the
+    fastest convolution algorithm is found once per shape)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Full fp32 matmuls and convolutions inside (no TF32 on Ampere and later), restored on exit.
+
+    Scoring uses it: FID/IS follow the TensorFlow protocol, whose Inception runs in fp32.
+    """
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

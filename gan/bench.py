@@ -7,6 +7,8 @@ Rows: no mixup, then discriminator mixup at the eligible sets of the paper's run
 (``plain``: fp32 eager; ``amp``: bf16 autocast + channels-last; ``fast``: + torch.compile, the
 training default on CUDA). The ratio of a mixup row to the no-mixup row of its path is the cost of
 the mixup term. Timings: warm-up excluded, device-synchronised median of ``--repeat`` iterations.
+FLOPs are counted once per step kind (torch.utils.flop_counter, on the first path) and shared: the
+TFLOP/s column is the achieved rate, on the CPU too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from collections.abc import Sequence
 
 import torch
 
-from common.benchmark import Timing, add_timing_args, check_timing_args, machine, markdown_table, time_steps
+from common.benchmark import (
+    Timing,
+    add_timing_args,
+    check_timing_args,
+    machine,
+    markdown_table,
+    share_flops,
+    time_steps,
+)
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.run import resolve_device
@@ -94,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = [
             (f"{path}: {name}", *make_iteration(path, overrides, device, base)) for name, overrides in VARIANTS.items()
         ]
-        rows += time_steps(cases, device, args.warmup, args.repeat)
+        rows += time_steps(cases, device, args.warmup, args.repeat, count_flops=path == paths[0])
         print(f"  measured {path}", flush=True)
+    share_flops(rows)
     print()
     print(markdown_table(rows))
     print()

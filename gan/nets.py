@@ -21,11 +21,32 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 from common.config import UsageError
 from common.registry import register, spec
 from common.staged import StagedNet
+
+
+class FP32SpectralNorm(_SpectralNorm):
+    """torch's spectral-norm parametrization with σ always in float32.
+
+    Under autocast the parametrization runs inside the layer's forward, and CUDA's autocast runs the power
+    iteration's ``torch.mv`` in bfloat16, which makes σ (and so every weight of D) noisy. Autocast is off
+    here whatever the device; the normalised weight is cast by autocast at the layer as usual. The module
+    keeps torch's buffers (``_u``, ``_v``) and state-dict keys, so checkpoints are unchanged.
+    """
+
+    def forward(self, weight: Tensor) -> Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return super().forward(weight.float())
+
+
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """``torch.nn.utils.parametrizations.spectral_norm(module)`` (one power iteration) computed in float32."""
+    parametrize.register_parametrization(module, "weight", FP32SpectralNorm(module.weight, 1, dim=0, eps=1e-12))
+    return module
 
 
 def maybe_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:

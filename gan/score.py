@@ -54,6 +54,7 @@ from common.features import (
     sha256_file,
 )
 from common.run import progress, resolve_device
+from common.speed import no_tf32
 from gan.sample import (
     _first_line,
     available_memory,
@@ -238,7 +239,8 @@ class Extractor:
             if self.name != DIGITS_EXTRACTOR and x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)  # Inception takes RGB
             try:
-                features = self.module(x)
+                with no_tf32():  # the TF protocol's fp32 convolutions: no TF32 on Ampere and later GPUs
+                    features = self.module(x)
             except ValueError as e:  # torch-fidelity's (and digits-cnn's) input checks
                 raise UsageError(f"{self.name} cannot read the {desc} images: {e}") from None
             for layer, f in self.module.convert_features_tuple_to_dict(features).items():

@@ -33,7 +33,7 @@ from common.loop import LossMeter, Session, Throughput, hms, num_params, start_s
 from common.mixup import resolve_points, sample_point
 from common.registry import build
 from common.run import StopSignal, progress
-from common.speed import PLAIN, Speed, fused_kwargs, maybe_compile
+from common.speed import PLAIN, Speed, configure, fused_kwargs, maybe_compile
 from common.staged import StagedNet
 from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, network_args
 from gan.losses import d_loss, g_loss, make_mixes, mixup_loss
@@ -120,7 +120,8 @@ def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig
         x_fake = G(z)
     b = len(x_real)
     k = sample_point(points) if points else 0
-    h = D(torch.cat([x_real, x_fake]), 0, k)  # (2B, ...) states at point k
+    h = torch.cat([x_real, x_fake])  # (2B, ...) states at point k (D never runs an empty stage range)
+    h = D(h, 0, k) if k else h
     mixes, targets = (
         make_mixes(h[:b], h[b:], cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.mix_per_example)
         if points
@@ -168,14 +169,14 @@ def train_iteration(
         x_real = real.batch(step * cfg.n_dis + i)
         z = shard(torch.randn(cfg.batch_size, nets.G.z_dim, device=device), dist)
         with speed.autocast(device):
-            loss, parts = d_step(nets.G, nets.D_train, speed.images(x_real), z, cfg, points)
+            loss, parts = d_step(nets.G_train, nets.D_train, speed.images(x_real), z, cfg, points)
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
     nets.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
     z = shard(torch.randn(cfg.g_batch_size, nets.G.z_dim, device=device), dist)
     with speed.autocast(device):
-        loss, g_parts = g_step(nets.G_train, nets.D, z, cfg)
+        loss, g_parts = g_step(nets.G_train, nets.D_train, z, cfg)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
@@ -231,6 +232,7 @@ def build_training(s: Session, task: Task) -> Training:
 
 def main(argv: Sequence[str] | None = None) -> int:
     s = start_session(GANConfig, get_args_parser(), argv, "gan")
+    configure(s.device)
     task = make_task(s.cfg, s.device, s.dist, s.say)
     check_sizes(s.cfg, task, s.device)
     t = build_training(s, task)
@@ -250,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     final = [m for m in s.run.metrics() if m.get("step") == s.cfg.steps and "time" not in m]
     results = {k: v for m in final for k, v in m.items() if k != "step"}
     mixing = ", ".join(t.nets.D.mix_points[k] for k in t.points) or "none"
-    extra = {"mixing_points": mixing} | ({"scoring": skipped} if skipped else {})
+    speed = s.speed.describe(t.nets.G_train, t.nets.D_train)  # what ran: compiled, or eager and why
+    extra = {"mixing_points": mixing, "speed": speed} | ({"scoring": skipped} if skipped else {})
     return s.finish(results, {"steps": s.cfg.steps}, [t.nets.G, t.nets.D], summary_line, extra)
 
 

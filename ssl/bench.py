@@ -9,6 +9,8 @@ augments there, fp32 eager; ``amp`` adds bf16 autocast and channels-last; ``fast
 (the training default on CUDA). Step kinds: a supervised step without and with manifold mixup (the
 paper's "no significant additional computation" claim is their ratio), and the full SSL step of
 Algorithm 1 without and with its two mixes. Timings: warm-up excluded, device-synchronised median.
+FLOPs are counted once per step kind (torch.utils.flop_counter, on the first path) and shared: the
+TFLOP/s column is the achieved rate, on the CPU too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from common.augment import ZCA, Preprocess
-from common.benchmark import Timing, add_timing_args, check_timing_args, machine, markdown_table, time_steps
+from common.benchmark import (
+    Timing,
+    add_timing_args,
+    check_timing_args,
+    machine,
+    markdown_table,
+    share_flops,
+    time_steps,
+)
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.data import DATASETS
@@ -130,10 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = [
             (f"{path}: {kind}", step, n) for kind, (step, n) in make_steps(path, device, cfg, args.batch_size).items()
         ]
-        rows += time_steps(
-            cases, device, args.warmup, args.repeat, count_flops=device.type == "cuda" and path == "plain"
-        )
+        rows += time_steps(cases, device, args.warmup, args.repeat, count_flops=path == paths[0])
         print(f"  measured {path}", flush=True)
+    share_flops(rows)
     print()
     print(markdown_table(rows))
     print()

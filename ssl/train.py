@@ -40,7 +40,7 @@ from common.loop import LossMeter, Session, Throughput, hms, num_params, start_s
 from common.mixup import mixup_forward, resolve_points, sample_mix
 from common.registry import build
 from common.run import StopSignal, progress
-from common.speed import fused_kwargs, maybe_compile
+from common.speed import configure, fused_kwargs, maybe_compile
 from common.staged import StagedNet
 from ssl.config import CONFIGS, SSLConfig, check_method, network_args
 from ssl.data import SPLIT, Data, build_data
@@ -257,6 +257,7 @@ def build_networks(s: Session, data: Data) -> Networks:
 def main(argv: Sequence[str] | None = None) -> int:
     s = start_session(SSLConfig, get_args_parser(), argv, "ssl")
     check_method(s.cfg)
+    configure(s.device)
     data = build_data(s.cfg, s.device, s.run, s.resuming, s.say)
     nets = build_networks(s, data)
     s.begin()
@@ -279,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evals = [m for m in s.run.metrics() if "test_acc" in m]
     summary = summarize(evals) | (summarize(evals, "ema_") if s.cfg.eval_ema else {})
     counts = {"updates": s.cfg.epochs * data.batches.iterations_per_epoch, "epochs": s.cfg.epochs}
-    return s.finish(summary, counts, [nets.net], lambda sm: summary_line(sm, s.cfg.eval_ema))
+    speed = {"speed": s.speed.describe(nets.model, nets.teacher)}  # what ran: compiled, or eager and why
+    return s.finish(summary, counts, [nets.net], lambda sm: summary_line(sm, s.cfg.eval_ema), speed)
 
 
 def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -> int | None:

@@ -1,11 +1,13 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._dynamo.utils import counters
 
 import gan.train as GAN
 import ssl.train as SSL
 from common.config import resolve_config
-from common.speed import Compiled, Speed
+from common.speed import Compiled, Speed, configure, fused_kwargs, graph_budget, no_tf32
 from common.staged import StagedNet
 from ssl.wrn import WideResNet
 
@@ -60,7 +62,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch, "compile", lambda module: broken)
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: broken)
     wrapped = Compiled(net)
     x = torch.randn(4, 3)
     torch.testing.assert_close(wrapped(x), net(x))
@@ -109,3 +111,176 @@ def test_compiled_wrn_matches_eager_through_a_mixing_point():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     flat, ref_flat = (torch.cat([g.flatten() for g in gs]) for gs in (grads, ref_grads))
     torch.testing.assert_close(flat, ref_flat, rtol=1e-3, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compile that compiles: every call of a compiled staged network runs exactly one captured graph
+
+
+class CountingBackend:
+    """A torch.compile backend that counts the graphs dynamo captures and the runs of those graphs."""
+
+    def __init__(self):
+        self.graphs = 0
+        self.runs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs):
+        self.graphs += 1
+
+        def run(*args):
+            self.runs += 1
+            return gm.forward(*args)
+
+        return run
+
+
+def counted(net: nn.Module, backend: CountingBackend) -> tuple[Compiled, list]:
+    """``Compiled(net)`` on the counting backend, and the list of its calls that reached dynamo."""
+    wrapped = Compiled(net, backend=backend)
+    inner, calls = wrapped.compiled, []
+
+    def call(*args, **kwargs):
+        calls.append(args[1:3])
+        return inner(*args, **kwargs)
+
+    wrapped.compiled = call
+    return wrapped, calls
+
+
+def assert_no_fallback(backend: CountingBackend, calls: list) -> None:
+    """Each call ran one compiled graph: no frame skipped, no graph break, no recompile limit hit."""
+    assert backend.runs == len(calls), f"{len(calls)} compiled calls ran {backend.runs} graphs"
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert not counters["unimplemented"], list(counters["unimplemented"])
+
+
+@pytest.fixture
+def fresh_dynamo():
+    torch._dynamo.reset()
+    counters.clear()
+    limit = torch._dynamo.config.recompile_limit
+    yield
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.reset()
+    counters.clear()
+
+
+def ssl_sequence(model: Compiled, teacher: Compiled, net: nn.Module, cfg) -> None:
+    """Algorithm 1 at every mixing point (pixel included), with the teacher's no-grad call, then an evaluation."""
+    for k in range(len(net.mix_points)):
+        x_l, x_u = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+        loss, _ = SSL.train_step(model, teacher, x_l, torch.arange(4), x_u, 1.0, cfg, (k,), 10, net=net)
+        loss.backward()
+    net.eval()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 8, 8))
+    net.train()
+
+
+def test_ssl_steps_at_every_mixing_point_stay_compiled(fresh_dynamo):
+    torch.manual_seed(0)
+    net = WideResNet(num_classes=10, depth=10, width=1, in_channels=3, bn_momentum=0.1)
+    backend = CountingBackend()
+    model, calls = counted(net, backend)
+    cfg = resolve_config(SSL.SSLConfig, None, {"dataset": "digits"})
+    ssl_sequence(model, model, net, cfg)
+    assert_no_fallback(backend, calls)
+    # pixel..h3: (0, k) and (k, end) for k = 1..3, the whole net with grad, without (teacher), in eval mode
+    assert backend.graphs <= 2 * 3 + 3 <= graph_budget(len(net.stages))
+    first = backend.graphs
+    ssl_sequence(model, model, net, cfg)  # steady state: nothing new to compile
+    assert backend.graphs == first
+    assert_no_fallback(backend, calls)
+    assert model.fallback is None and Speed(compile=True).describe(model) == "fast path: compile"
+
+
+def test_gan_iterations_with_and_without_mixup_stay_compiled(fresh_dynamo):
+    torch.manual_seed(0)
+    overrides = {"g_channels": "16", "d_channels": "16", "mix": "pixel,h1", "n_dis": "1", "batch_size": "4"}
+    cfg = resolve_config(GAN.GANConfig, GAN.CONFIGS / "digits.yaml", overrides | {"g_batch_size": "8"})
+    G, D = GAN.build_generator(cfg, (1, 8, 8)), GAN.build_discriminator(cfg, (1, 8, 8))
+    backend = CountingBackend()
+    (G_train, g_calls), (D_train, d_calls) = counted(G, backend), counted(D, backend)
+    nets = GAN.Nets(G, D, G_train, D_train)
+    opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+
+    class Real:
+        def batch(self, i):
+            return torch.rand(4, 1, 8, 8) * 2 - 1
+
+    def iterations(step):
+        for points in [(0,), (1,), (), (0, 1)]:  # pixel, h1, no mixup (D's full range), either
+            GAN.train_iteration(nets, opt_g, opt_d, Real(), step, cfg, points, torch.device("cpu"))
+
+    iterations(0)
+    assert len(d_calls) > 0 and len(g_calls) > 0  # both steps train through the compiled networks
+    assert_no_fallback(backend, g_calls + d_calls)
+    first = backend.graphs
+    assert first <= graph_budget(len(D.stages)) + 8
+    iterations(4)
+    assert backend.graphs == first
+    assert_no_fallback(backend, g_calls + d_calls)
+
+
+def test_an_empty_stage_range_never_reaches_dynamo(fresh_dynamo):
+    net = StagedNet([nn.Linear(4, 4), nn.Linear(4, 2)])
+    backend = CountingBackend()
+    wrapped, calls = counted(net, backend)
+    x = torch.randn(3, 4)
+    assert wrapped(x, 1, 1) is x and wrapped(x, start=0, stop=0) is x and not calls
+    wrapped(wrapped(x, 0, 1), 1)
+    assert_no_fallback(backend, calls)
+
+
+def test_the_summary_says_when_compile_fell_back(monkeypatch, fresh_dynamo):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: broken)
+    wrapped = Compiled(nn.Linear(3, 2))
+    wrapped(torch.randn(4, 3))
+    described = Speed(compile=True).describe(wrapped)
+    assert "ran eager: torch.compile failed (RuntimeError: no C++ compiler)" in described
+    counters["unimplemented"]["Dynamo recompile limit exceeded"] += 1
+    assert "recompile limit" in Speed(compile=True).describe(nn.Linear(3, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA hygiene, checked without a GPU
+
+
+def test_configure_turns_on_cudnn_autotuning_for_cuda_only(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    configure(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    configure(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark is True
+
+
+def test_no_tf32_turns_tf32_off_inside_and_restores_it():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with pytest.raises(ValueError), no_tf32():
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+            raise ValueError  # restored on the way out of an error too
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_fused_optimizers_match_the_default_update():
+    """CUDA's ``fused=True`` (fused_kwargs) Adam and SGD: the same fused kernels run on the CPU too."""
+    assert fused_kwargs(torch.device("cuda")) == {"fused": True} and fused_kwargs(torch.device("cpu")) == {}
+    for cls, kw in ((torch.optim.Adam, {"betas": (0.0, 0.9)}), (torch.optim.SGD, {"momentum": 0.9, "nesterov": True})):
+        torch.manual_seed(0)
+        a = torch.randn(20, 20, requires_grad=True)
+        b = a.detach().clone().requires_grad_()
+        opts = cls([a], lr=1e-2, fused=True, **kw), cls([b], lr=1e-2, **kw)
+        for _ in range(3):
+            for p, opt in zip((a, b), opts):
+                opt.zero_grad()
+                p.pow(3).sum().backward()
+                opt.step()
+        assert not torch.equal(a, torch.zeros_like(a))
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

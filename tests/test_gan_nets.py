@@ -59,3 +59,27 @@ def test_sngan_initialisation_gain_root2_on_residual_convolutions_only():
             assert w.abs().max() <= bound + 1e-6 and w.abs().max() > 0.9 * bound, (type(net).__name__, w.shape)
             seen.add(gain)
         assert seen == {1.0, math.sqrt(2)}
+
+
+def test_spectral_norm_power_iteration_runs_in_float32_with_autocast_off(monkeypatch):
+    """CUDA's autocast runs torch.mv in bfloat16 (the CPU's does not, so a dtype check alone cannot fail
+    here): the check is that every torch.mv of the power iteration and of σ runs with autocast off and on
+    float32 inputs, which keeps it float32 under any device's autocast policy."""
+    mv, seen = torch.mv, []
+
+    def recording_mv(a, b, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), a.dtype, b.dtype))
+        return mv(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "mv", recording_mv)
+    torch.manual_seed(0)
+    D = Discriminator(in_channels=1, channels=8, down=1, plain=0)
+    seen.clear()  # construction runs power iterations outside autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = D(torch.randn(2, 1, 8, 8))
+    assert len(seen) == 3 * 4  # 4 layers: two power-iteration products and σ's each
+    assert all(not autocast and a == b == torch.float32 for autocast, a, b in seen), seen
+    assert logits.dtype == torch.bfloat16  # the layers themselves still run in bf16
+    state = D.state_dict()  # torch's keys: checkpoints written before still load
+    assert "stages.0.residual.0.parametrizations.weight.0._u" in state
+    assert all(v.dtype == torch.float32 for k, v in state.items() if k.endswith(("_u", "_v")))
