@@ -8,7 +8,8 @@ paper's protocol; the first of equal maxima), the median test error of the last 
 evaluations (FixMatch/USB), the final test error, and the test NLL at the best validation
 accuracy; the wall time when a file ``<run_dir>.wall_s`` beside it (or ``wall_s`` in it) holds its
 seconds. Runs are grouped by their directory name with the seed suffix (``-s<N>``) removed; std is
-the sample standard deviation.
+the sample standard deviation. Runs still training (no ``summary.json``) are left out unless
+``--unfinished``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,11 +72,26 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarize_grid(run_dirs: Sequence[str | Path], last: int = 20) -> dict[str, dict]:
-    """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear."""
+def finished(run_dir: str | Path) -> bool:
+    """A run that wrote its summary.json (a run still training, or stopped early, has none)."""
+    return (Path(run_dir) / "summary.json").is_file()
+
+
+def summarize_grid(run_dirs: Sequence[str | Path], last: int = 20, unfinished: bool = False) -> dict[str, dict]:
+    """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear. Runs without a
+    summary.json are left out (a note on stderr names them) unless ``unfinished``."""
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "metrics.jsonl").is_file():
+            raise UsageError(f"{run_dir} holds no metrics.jsonl; pass run directories")
+    skipped = [str(r) for r in run_dirs if not unfinished and not finished(r)]
+    if len(skipped) == len(run_dirs):
+        raise UsageError("no run has finished yet (none has a summary.json); pass --unfinished to include them")
+    if skipped:
+        print(f"note: left out {len(skipped)} unfinished run(s): {', '.join(skipped)}", file=sys.stderr)
     groups: dict[str, list[dict[str, float]]] = {}
     for run_dir in run_dirs:
-        groups.setdefault(group_name(run_dir), []).append(run_numbers(run_dir, last))
+        if unfinished or finished(run_dir):
+            groups.setdefault(group_name(run_dir), []).append(run_numbers(run_dir, last))
     table = {}
     for name, runs in groups.items():
         row: dict = {"runs": len(runs)}
@@ -109,10 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="run directories; '<name>-s<seed>' are grouped by <name>")
     parser.add_argument("--last", type=int, default=20, help="evaluations in the median (default: 20)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    parser.add_argument("--unfinished", action="store_true", help="include runs that have no summary.json yet")
     args = parser.parse_args(argv)
     if args.last < 1:
         raise UsageError(f"--last must be >= 1, got {args.last}")
-    table = summarize_grid(args.runs, args.last)
+    table = summarize_grid(args.runs, args.last, args.unfinished)
     print(markdown(table, args.last))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1) + "\n")

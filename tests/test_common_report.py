@@ -19,6 +19,7 @@ def fake_run(path, val, test, nll=None, wall=None):
         for i, (v, t) in enumerate(zip(val, test))
     ]
     (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines) + '{"step": 99, "val_')
+    (path / "summary.json").write_text("{}")
     if wall is not None:
         Path(f"{path}.wall_s").write_text(str(wall))
     return path
@@ -59,3 +60,12 @@ def test_cli_prints_the_table_and_refuses_a_non_run_in_one_line(tmp_path):
     assert json.loads((tmp_path / "t.json").read_text())["input"]["runs"] == 1
     bad = run_module("common.report", str(tmp_path))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_a_run_still_training_is_left_out_unless_asked(tmp_path, capsys):
+    done = fake_run(tmp_path / "manifold-s0", [0.5], [0.6])
+    running = fake_run(tmp_path / "manifold-s1", [0.5], [0.2])
+    (running / "summary.json").unlink()
+    assert summarize_grid([done, running])["manifold"]["runs"] == 1
+    assert "manifold-s1" in capsys.readouterr().err
+    assert summarize_grid([done, running], unfinished=True)["manifold"]["runs"] == 2
