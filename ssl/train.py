@@ -363,12 +363,13 @@ def mixing_description(cfg: SSLConfig, net: StagedNet, points: Sequence[int]) ->
 
 
 def log_line(step: int, total: int, ipe: int, lr: float, w: float, losses: dict[str, float], speed: float) -> str:
-    """``loss 59.5 (sup 2.37, cons 0.0001 × w 1 = 0.0001, l1 57.1)``: every term of the total, the
-    consistency term both raw and weighted (averaged over the updates since the last line)."""
+    """``loss 59.5 (sup 2.37, w·cons 0.0001 [cons 0.0002, w now 0.5], l1 57.1)``: the terms that add up to the
+    total, each averaged over the updates since the last line, and the raw consistency loss with the current
+    weight (w ramps up, so the average of w·cons is not the product of the averages)."""
     terms = [f"sup {losses['loss_sup']:.4f}"]
     if "loss_cons" in losses:
         weighted = losses.get("loss_cons_weighted", w * losses["loss_cons"])
-        terms.append(f"cons {losses['loss_cons']:.5f} × w {w:.3f} = {weighted:.5f}")
+        terms.append(f"w·cons {weighted:.5f} [cons {losses['loss_cons']:.5f}, w now {w:.3f}]")
     if "loss_l1" in losses:
         terms.append(f"l1 {losses['loss_l1']:.4f}")
     return (

@@ -448,7 +448,7 @@ def test_a_non_finite_run_stops_and_keeps_the_last_good_checkpoint(
 def test_log_line_shows_every_term_of_the_loss():
     losses = {"loss": 59.5, "loss_sup": 2.37, "loss_cons": 0.0002, "loss_cons_weighted": 0.0001, "loss_l1": 57.1}
     line = T.log_line(10, 100, 10, 0.1, 0.5, losses, 1000.0)
-    assert "loss 59.5000 (sup 2.3700, cons 0.00020 × w 0.500 = 0.00010, l1 57.1000)" in line
+    assert "loss 59.5000 (sup 2.3700, w·cons 0.00010 [cons 0.00020, w now 0.500], l1 57.1000)" in line
     line = T.log_line(10, 100, 10, 0.1, 0.5, {"loss": 2.0, "loss_sup": 2.0}, 1000.0)
     assert "(sup 2.0000)" in line and "cons" not in line and "l1" not in line
 
