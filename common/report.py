@@ -34,11 +34,17 @@ COLUMNS = {
 }
 
 
-def run_numbers(run_dir: str | Path, last: int = 20) -> dict[str, float]:
-    """The numbers of one run (errors as fractions). A run with no evaluation is a UsageError."""
+def metrics_path(run_dir: str | Path) -> Path:
+    """The run's metrics.jsonl; a path that holds none is a UsageError."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no metrics.jsonl; pass run directories")
+    return path
+
+
+def run_numbers(run_dir: str | Path, last: int = 20) -> dict[str, float]:
+    """The numbers of one run (errors as fractions). A run with no evaluation is a UsageError."""
+    path = metrics_path(run_dir)
     evals = []
     for line in path.read_text().splitlines():
         try:
@@ -81,8 +87,7 @@ def summarize_grid(run_dirs: Sequence[str | Path], last: int = 20, unfinished: b
     """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear. Runs without a
     summary.json are left out (a note on stderr names them) unless ``unfinished``."""
     for run_dir in run_dirs:
-        if not (Path(run_dir) / "metrics.jsonl").is_file():
-            raise UsageError(f"{run_dir} holds no metrics.jsonl; pass run directories")
+        metrics_path(run_dir)  # every argument must be a run directory, finished or not
     skipped = [str(r) for r in run_dirs if not unfinished and not finished(r)]
     if len(skipped) == len(run_dirs):
         raise UsageError("no run has finished yet (none has a summary.json); pass --unfinished to include them")

@@ -125,6 +125,11 @@ def analyse(net: StagedNet, x: Tensor, y: Tensor, xt: Tensor, yt: Tensor, unifor
     return {"numbers": numbers, "arrays": arrays}
 
 
+def corner_note(ax, text: str) -> None:
+    """A small boxed note in the lower-left corner of a panel."""
+    ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=8, bbox={"facecolor": "white", "alpha": 0.7})
+
+
 def plot(results: dict[str, dict], x: Tensor, y: Tensor, out: Path) -> None:
     """One row per method: input plane, bottleneck states of the data, bottleneck states of uniform inputs."""
     import matplotlib
@@ -151,25 +156,11 @@ def plot(results: dict[str, dict], x: Tensor, y: Tensor, out: Path) -> None:
             ax.set_title(f"{method}: {title}", fontsize=9)
         h = a["h_train"]
         row[1].scatter(h[:, 0], h[:, 1], c=[colours[i] for i in y], s=6, edgecolors="white", linewidths=0.3)
-        row[1].text(
-            0.02,
-            0.02,
-            f"area conf>{CONFIDENT}: {100 * n['hidden_plane_confident_fraction']:.0f}%",
-            transform=row[1].transAxes,
-            fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.7},
-        )
+        corner_note(row[1], f"area conf>{CONFIDENT}: {100 * n['hidden_plane_confident_fraction']:.0f}%")
         u = a["h_uniform"]
         row[2].scatter(u[:, 0], u[:, 1], c="k", s=2)
         row[2].scatter(h[:, 0], h[:, 1], c=[colours[i] for i in y], s=3, alpha=0.4)
-        row[2].text(
-            0.02,
-            0.02,
-            f"mean conf. uniform inputs: {n['uniform_mean_confidence']:.2f}",
-            transform=row[2].transAxes,
-            fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.7},
-        )
+        corner_note(row[2], f"mean conf. uniform inputs: {n['uniform_mean_confidence']:.2f}")
         for ax in row:
             ax.tick_params(labelsize=7)
     fig.tight_layout()
