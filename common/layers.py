@@ -3,7 +3,7 @@
 The user names the eligible layers by their ``named_modules()`` names (``layer1``, ``layer2.1``,
 ``features.4``) plus ``input`` (alias ``pixel``). One forward pass runs the model; at the drawn layer a
 forward hook replaces that module's output ``h`` by ``λ·h + (1−λ)·h[perm]`` (:func:`common.mixup.mix`),
-so gradients flow through the layers before the mix exactly as in :func:`common.mixup.mixup_forward`::
+so gradients flow through the layers before the mix (preprint Algorithm 2)::
 
     mixer = LayerMixup(model, ["input", "layer1", "layer2"])   # names are checked here
     m = sample_mix(len(x), mixer.points, alpha=2.0)              # m.point indexes mixer.names
@@ -50,12 +50,21 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """Every name a layer can be given: ``input`` and the ``named_modules()`` names of the (unwrapped) model."""
-    return [INPUT] + [name for name, _ in unwrap(model).named_modules(remove_duplicate=False) if name]
+    """Every name a layer can be given: ``input``, the model's own point names (:func:`point_layers`) and the
+    ``named_modules()`` names of the (unwrapped) model."""
+    modules = [name for name, _ in unwrap(model).named_modules(remove_duplicate=False) if name]
+    return [INPUT, *point_layers(model), *modules]
+
+
+def point_layers(model: nn.Module) -> dict[str, str]:
+    """Names a model gives its mixing points, mapped to layer names: a model may define
+    ``mix_point_layers`` (:class:`common.staged.StagedNet` maps ``pixel``, ``h1`` .. to ``input``, ``stages.0`` ..)."""
+    return dict(getattr(unwrap(model), "mix_point_layers", {}))
 
 
 def check_layers(model: nn.Module, names: str | Sequence[str]) -> tuple[str, ...]:
-    """Validate layer names (a list or ``"input,layer1"``); ``pixel`` becomes ``input``; repeats are dropped.
+    """Validate layer names (a list or ``"input,layer1"``) and return their layer names: ``pixel`` becomes
+    ``input``, a model's point names (``h1``) its layers (``stages.0``); repeats are dropped.
 
     An unknown name is a UsageError that lists the closest valid names.
     """
@@ -63,11 +72,12 @@ def check_layers(model: nn.Module, names: str | Sequence[str]) -> tuple[str, ...
         names = [n.strip() for n in names.split(",") if n.strip()]
     valid = layer_names(model)
     known = set(valid)
+    aliases = _ALIASES | point_layers(model)
     out: list[str] = []
     for name in names:
-        name = _ALIASES.get(name, name)
-        if name not in known:
+        if name not in known and name not in aliases:
             raise UsageError(f"unknown layer {name!r}: {_suggest(model, name, valid)}")
+        name = aliases.get(name, name)
         if name not in out:
             out.append(name)
     if not out:
@@ -81,7 +91,9 @@ def _top_level(model: nn.Module) -> str:
 
 def _suggest(model: nn.Module, name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=4, cutoff=0.6)
-    if close:
+    if points := point_layers(model):
+        hint = f"the model's points: {', '.join(points)}" + (f"; closest: {', '.join(close)}" if close else "")
+    elif close:
         hint = f"closest: {', '.join(close)}"
     else:
         hint = f"top-level modules: {_top_level(model)}"
@@ -206,30 +218,41 @@ def replace_output(
 class LayerMixup:
     """Manifold Mixup at the named layers of ``model``: ``mixer(x, y, m)`` runs one mixed forward.
 
-    ``names`` are ``named_modules()`` names or ``input``/``pixel``; ``m.point`` indexes ``names``
-    (draw it with ``sample_mix(len(x), mixer.points, alpha)``).
+    ``names`` are ``named_modules()`` names, ``input``/``pixel`` or the model's point names; ``m.point``
+    indexes them (draw it with ``sample_mix(len(x), mixer.points, alpha)``). ``mixer.model(x)`` is the
+    ordinary forward: the hooks are idle outside a mixed one.
     """
 
     def __init__(self, model: nn.Module, names: str | Sequence[str]):
         self.model = model
         self.names = tap_layers(model, names)
+        spelled = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        self.labels = tuple(dict.fromkeys(n for n in spelled if n))  # as the user spelled them, for logs
 
     @property
     def points(self) -> tuple[int, ...]:
         """The indices to draw the mixing point from: ``0 .. len(names) - 1``."""
         return tuple(range(len(self.names)))
 
+    def forward_with(self, x: Tensor, point: int, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """The model's output on ``x`` with the state ``h`` at layer ``names[point]`` replaced by ``fn(h)``.
+
+        ``fn`` may change the batch size (a GAN discriminator appends real–fake mixes to ``h``); the layers
+        before the point run once on ``x``, the rest on ``fn(h)``. At ``input`` the model runs on ``fn(x)``.
+        """
+        if not 0 <= point < len(self.names):
+            raise ValueError(f"mixing point {point} out of range for layers {self.names}")
+        name = self.names[point]
+        if name == INPUT:
+            return self.model(fn(x))
+        with replace_output(self.model, name, fn, batch_size=len(x)):
+            return self.model(x)
+
     def __call__(self, x: Tensor, y: Tensor, m: Mix) -> tuple[Tensor, Tensor]:
-        """Eq. 1: the model's output for the batch mixed at layer ``names[m.point]``, and the mixed targets.
+        """Eq. 1 (preprint Algorithm 2): the model's output for the batch mixed at layer ``names[m.point]``
+        with ``λ·h + (1−λ)·h[perm]``, and the targets mixed the same way.
 
         x: (B, ...) inputs; y: (B, C) soft targets. Returns (output (B, ...), λ·y + (1−λ)·y[perm]).
         """
-        if not 0 <= m.point < len(self.names):
-            raise ValueError(f"mixing point {m.point} out of range for layers {self.names}")
-        name = self.names[m.point]
-        y_mixed = mix(y, y[m.perm], m.lam)
-        if name == INPUT:
-            return self.model(mix(x, x[m.perm], m.lam)), y_mixed
-        with replace_output(self.model, name, lambda h: mix(h, h[m.perm], m.lam), batch_size=len(x)):
-            out = self.model(x)
-        return out, y_mixed
+        out = self.forward_with(x, m.point, lambda h: mix(h, h[m.perm], m.lam))
+        return out, mix(y, y[m.perm], m.lam)

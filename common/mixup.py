@@ -6,59 +6,30 @@ a weight λ ~ Beta(α, α) and a permutation of the batch, then
     h = g_k(x);   h̃ = λ·h + (1−λ)·h[perm];   ỹ = λ·y + (1−λ)·y[perm];   loss = ℓ(f_k(h̃), ỹ)
 
 where g_k runs the network up to point k and f_k from there. Gradients flow through g_k too.
-S = {0} is Input Mixup (Zhang et al. 2018). Networks only need ``forward(x, start, stop)``
-(see :mod:`common.staged`); nothing here knows about a particular network, and the GAN uses
-:func:`mix` to mix a real batch with a fake one.
+S = {0} is Input Mixup (Zhang et al. 2018). This module draws (k, λ, permutation) and mixes tensors;
+:class:`common.layers.LayerMixup` runs the mixed forward of any network at its named layers, and the
+GAN uses :func:`mix` to mix a real batch with a fake one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from common.config import UsageError
-
 LamDist = Literal["beta", "uniform"]
-ALIASES = {"input": "pixel"}
-
-
-class Staged(Protocol):
-    mix_points: tuple[str, ...]
-
-    def __call__(self, x: Tensor, start: int = 0, stop: int | None = None) -> Tensor: ...
 
 
 @dataclass(frozen=True)
 class Mix:
     """One draw of the mixing randomness for a batch of B examples."""
 
-    point: int  # k: the input of stage k is mixed (0 = the network input)
+    point: int  # k: an index into the eligible layers (LayerMixup.names; 0 is often the input)
     lam: Tensor  # λ, shape () for one per batch or (B,) for one per example; float64
     perm: Tensor  # (B,) int64: example i is mixed with example perm[i]
-
-
-def resolve_points(names: str | Sequence[str], mix_points: Sequence[str]) -> tuple[int, ...]:
-    """Turn ``"h1,pixel"`` into point indices of a network with ``mix_points``, in the given order.
-
-    ``input`` is accepted for ``pixel``. Unknown or missing names are a UsageError listing the valid ones.
-    """
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",")]
-    valid = ", ".join(mix_points)
-    indices: list[int] = []
-    for name in names:
-        canonical = ALIASES.get(name, name)
-        if canonical not in mix_points:
-            raise UsageError(f"unknown mixing point {name!r} (valid: {valid}; 'input' = 'pixel')")
-        if mix_points.index(canonical) not in indices:
-            indices.append(mix_points.index(canonical))
-    if not indices:
-        raise UsageError(f"no mixing point given (valid: {valid})")
-    return tuple(indices)
 
 
 def sample_lam(alpha: float, shape: tuple[int, ...] = (), dist: LamDist = "beta") -> Tensor:
@@ -112,17 +83,3 @@ def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:
     if lam.dim() == 1:
         lam = lam.view(-1, *([1] * (a.dim() - 1))).to(a.dtype)
     return a * lam + b * (1 - lam)
-
-
-def mixup_forward(net: Staged, x: Tensor, y: Tensor, m: Mix) -> tuple[Tensor, Tensor]:
-    """Algorithm 2: run to point k, mix hidden states and targets with the same λ, run the rest.
-
-    x: (B, ...) inputs; y: (B, C) soft targets (one-hot labels or probabilities).
-    Returns (logits of the mixed batch (B, C), mixed targets (B, C)).
-
-    At k = 0 the input is mixed directly: the network is never called on the empty stage range
-    (0, 0), which a compiled network cannot capture (dynamo would skip its forward for good).
-    """
-    h = net(x, 0, m.point) if m.point else x
-    logits = net(mix(h, h[m.perm], m.lam), m.point)
-    return logits, mix(y, y[m.perm], m.lam)

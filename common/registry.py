@@ -12,6 +12,7 @@ A name with a prefix, ``torchvision:resnet18``, is looked up by the resolver reg
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from common.config import UsageError
 Constructor = Callable[..., nn.Module]
 ARCHS: dict[str, Constructor] = {}
 PREFIXES: dict[str, Callable[[str], Constructor | None]] = {}
+PREFIX_MODULES = {"torchvision": "common.zoo"}  # imported on first use of their prefix, which they register
 
 
 def register(name: str) -> Callable[[Constructor], Constructor]:
@@ -42,12 +44,14 @@ def register_prefix(prefix: str, resolve: Callable[[str], Constructor | None]) -
 
 
 def valid_names() -> list[str]:
-    return sorted(ARCHS) + [f"{p}:NAME" for p in sorted(PREFIXES)]
+    return sorted(ARCHS) + [f"{p}:NAME" for p in sorted(set(PREFIXES) | set(PREFIX_MODULES))]
 
 
 def constructor(name: str) -> Constructor:
     """The constructor of an architecture name; an unknown one is a UsageError listing the valid names."""
     prefix, _, rest = name.partition(":")
+    if rest and prefix not in PREFIXES and prefix in PREFIX_MODULES:
+        importlib.import_module(PREFIX_MODULES[prefix])
     found = PREFIXES[prefix](rest) if rest and prefix in PREFIXES else ARCHS.get(name)
     if found is None:
         raise UsageError(f"unknown architecture {name!r} (valid: {', '.join(valid_names()) or 'none registered'})")

@@ -1,16 +1,18 @@
 """The fast path: bfloat16 autocast, channels-last tensors, torch.compile, fused optimizers.
 
-Each switch is a config field whose default (None) means "on for CUDA, off on the CPU", so the
-fast path is the default on a GPU and the plain fp32 eager path everywhere else. BENCHMARKS.md
-measures what each buys.
+Each switch is a config field whose default (None) means: on for CUDA; on the CPU, bf16 autocast and
+channels-last when the CPU computes in bf16 natively (AVX-512 BF16 or AMX on x86, BF16 on Arm: 2.2× the
+fp32 step of WRN-28-2 on such a CPU, BENCHMARKS.md) and plain fp32 otherwise; compile stays off on the
+CPU (slower there). BENCHMARKS.md measures what each buys.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,17 +21,34 @@ from torch import Tensor, nn
 from common.staged import StagedNet
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (Linux: ``avx512_bf16``/``amx_bf16`` or Arm ``bf16`` in
+    /proc/cpuinfo). Elsewhere False: without native support oneDNN emulates bf16, slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = {word for line in f if line.lower().startswith(("flags", "features")) for word in line.split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 @dataclass(frozen=True)
 class Speed:
     amp: bool = False  # bfloat16 autocast for forward passes
     channels_last: bool = False  # NHWC memory format for images and convolution weights
     compile: bool = False  # torch.compile the network (eager fallback if compilation fails)
+    note: str = field(default="", compare=False)  # why the defaults chose this path (for the log)
 
     @classmethod
     def resolve(cls, amp: bool | None, channels_last: bool | None, compile: bool | None, device: torch.device) -> Speed:
-        """None means: on for CUDA devices, off elsewhere."""
-        cuda = device.type == "cuda"
-        return cls(*(cuda if v is None else v for v in (amp, channels_last, compile)))
+        """None means: on for CUDA; on the CPU, amp and channels_last iff it has native bf16, compile off."""
+        if device.type == "cuda":
+            return cls(*(True if v is None else v for v in (amp, channels_last, compile)))
+        bf16 = cpu_has_native_bf16()
+        note = "CPU default: native bf16" if bf16 else "CPU default: fp32, no native bf16"
+        chosen = (bf16 if amp is None else amp, bf16 if channels_last is None else channels_last, bool(compile))
+        return cls(*chosen, note=note if None in (amp, channels_last) else "")
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if not self.amp:
@@ -48,7 +67,8 @@ class Speed:
         on = [name for name in ("amp", "channels_last", "compile") if getattr(self, name)]
         if self.compile and nets and (status := compile_status(*nets)) != "compiled":
             on[-1] = f"compile requested, ran {status}"
-        return "fast path: " + (", ".join(on) if on else "off (fp32 eager)")
+        path = "fast path: " + (", ".join(on) if on else "off (fp32 eager)")
+        return f"{path} ({self.note})" if self.note else path
 
 
 PLAIN = Speed()
@@ -95,6 +115,12 @@ class Compiled:
             torch._dynamo.config.recompile_limit = max(limit, graph_budget(len(staged.stages)))
         self.staged = staged is not None
         self.compiled: Callable | None = torch.compile(module, **({"backend": backend} if backend else {}))
+
+    @property
+    def _orig_mod(self) -> nn.Module:
+        """The wrapped module, under the name torch.compile's wrapper uses, so :func:`common.layers.unwrap`
+        finds the layers of a ``Compiled`` network as it does those of a ``torch.compile``'d one."""
+        return self.eager
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.staged and _empty_range(args, kwargs):

@@ -55,7 +55,7 @@ def main() -> None:
     if not args.init:
         model.load_state_dict(state["model"])
     model.train()
-    points = T.eligible_points(cfg, model)
+    mixer = T.eligible_layers(cfg, model)
     ratios: dict[str, list[float]] = {"cons_logit": [], "cons_prob": [], "l1_first": [], "l1_all": []}
     sup_norms = []
     for b in range(args.batches):
@@ -68,7 +68,7 @@ def main() -> None:
             grads = []
             for w in (0.0, 1.0):  # identical draws: L_S alone, then L_S + 1·L_US
                 torch.manual_seed(1000 + b)
-                grads.append(gradient(T.train_step(model, model, x_l, y_l, x_u, w, c, points, 10)[0], model))
+                grads.append(gradient(T.train_step(mixer, model, x_l, y_l, x_u, w, c, 10)[0], model))
             g_sup = grads[0].norm()
             ratios[f"cons_{consistency}"].append(float((grads[1] - grads[0]).norm() / g_sup))
         sup_norms.append(float(g_sup))

@@ -13,7 +13,7 @@ export OMP_NUM_THREADS=1
 [ -f .venv/bin/activate ] && . .venv/bin/activate  # the project environment, when there is one
 case $TIER in
   ssl) CONFIG=configs/ssl/cifar10-4k-laptop.yaml OUT=${OUT:-runs/laptop} ;;
-  supervised) CONFIG=configs/ssl/supervised-cifar10-laptop.yaml OUT=${OUT:-runs/laptop-sup} ;;
+  supervised) CONFIG=configs/ssl/cifar10-supervised-laptop.yaml OUT=${OUT:-runs/laptop-sup} ;;
   *) echo "TIER must be ssl or supervised, got '$TIER'" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"

@@ -6,7 +6,8 @@
 Rows: no mixup, then discriminator mixup at the eligible sets of the paper's runs, for each path
 (``plain``: fp32 eager; ``amp``: bf16 autocast + channels-last; ``fast``: + torch.compile, the
 training default on CUDA). The ratio of a mixup row to the no-mixup row of its path is the cost of
-the mixup term. Timings: warm-up excluded, device-synchronised median of ``--repeat`` iterations.
+the mixup term. Timings: warm-up excluded, device-synchronised median of ``--repeat`` iterations, every
+path and variant timed in turns (interleaved), so ratios between them are fair on a machine whose load drifts.
 FLOPs are counted once per step kind (torch.utils.flop_counter, on the first path) and shared: the
 TFLOP/s column is the achieved rate, on the CPU too.
 """
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 import torch
 
 from common.benchmark import (
-    Timing,
     add_timing_args,
     check_timing_args,
     machine,
@@ -28,10 +28,11 @@ from common.benchmark import (
 )
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
+from common.layers import LayerMixup
 from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
 from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator
-from gan.train import Nets, mixing_points, train_iteration
+from gan.train import Nets, train_iteration
 
 PATHS = {"plain": Speed(), "amp": Speed(amp=True, channels_last=True), "fast": Speed(True, True, True)}
 VARIANTS = {  # name: config overrides
@@ -62,14 +63,15 @@ def make_iteration(path: str, overrides: dict, device: torch.device, base: dict)
     torch.manual_seed(0)
     G = speed.module(build_generator(cfg, (3, 32, 32)).to(device))
     D = speed.module(build_discriminator(cfg, (3, 32, 32)).to(device))
-    nets = Nets(G, D, maybe_compile(G, speed), maybe_compile(D, speed))
+    G_train, D_train = maybe_compile(G, speed), maybe_compile(D, speed)
+    nets = Nets(G, D, G_train, D_train, LayerMixup(D_train, cfg.mix) if cfg.mix else None)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.9), **fused_kwargs(device))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9), **fused_kwargs(device))
-    real, points = RandomImages(cfg.batch_size, device), mixing_points(cfg, D)
+    real = RandomImages(cfg.batch_size, device)
     counter = iter(range(10**9))
 
     def iteration():
-        train_iteration(nets, opt_g, opt_d, real, next(counter), cfg, points, device, speed)
+        train_iteration(nets, opt_g, opt_d, real, next(counter), cfg, device, speed)
 
     return iteration, cfg.n_dis * cfg.batch_size
 
@@ -99,14 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# gan.bench: SNGAN 32x32, n_dis {args.n_dis}, batch {args.batch_size} (G {2 * args.batch_size}), "
         f"{machine(device)}, median of {args.repeat} after {args.warmup} warm-up iterations\n"
     )
-    rows: list[Timing] = []
-    for path in paths:  # each path's variants are timed in turns, so their ratios are fair
-        cases = [
-            (f"{path}: {name}", *make_iteration(path, overrides, device, base)) for name, overrides in VARIANTS.items()
-        ]
-        rows += time_steps(cases, device, args.warmup, args.repeat, count_flops=path == paths[0])
-        print(f"  measured {path}", flush=True)
-    share_flops(rows)
+    cases = [
+        (f"{path}: {name}", *make_iteration(path, overrides, device, base))
+        for path in paths
+        for name, overrides in VARIANTS.items()
+    ]
+    rows = time_steps(cases, device, args.warmup, args.repeat)  # every path and variant in turns
+    first = [c for c in cases if c[0].startswith(f"{paths[0]}: ")]
+    share_flops(time_steps(first, device, 0, 1, count_flops=True) + rows)  # FLOPs: counted once per variant
     print()
     print(markdown_table(rows))
     print()
@@ -118,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"- {path}: mixup / no mixup = {ratios}; no mixup: {PAPER_STEPS:,} iterations "
             f"≈ {PAPER_STEPS * plain.ms / 3.6e6:.1f} h"
         )
+    for path in paths[1:]:
+        ratio = by[f"{paths[0]}: no mixup"].ms / by[f"{path}: no mixup"].ms
+        print(f"- {path} vs {paths[0]} (no mixup): {ratio:.2f}× faster")
     return 0
 
 

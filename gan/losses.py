@@ -13,6 +13,7 @@ the two hinge terms. The generator's loss never sees a mix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -64,6 +65,53 @@ def mix_real_fraction(pair: str, lam: Tensor, labels: Literal["soft", "fake"]) -
     return lam, real
 
 
+@dataclass(frozen=True)
+class PairMix:
+    """The randomness of one pair type's mixes, drawn before D runs: λ, the fake-fake permutation, the label."""
+
+    pair: str  # rf, fr or ff
+    lam: Tensor  # () CPU float64, or (B,) on the states' device with per_example
+    perm: Tensor | None  # (B,) for ff: fake example i is mixed with fake example perm[i]
+    target: Tensor  # the real fraction of the mix: () CPU scalar, or (B,) float32
+
+
+def sample_mixes(
+    pairs: Sequence[str],
+    labels: Literal["soft", "fake"],
+    lam_dist: Literal["uniform", "beta"],
+    alpha: float,
+    batch: int,
+    per_example: bool = False,
+    device: torch.device | str | None = None,
+) -> list[PairMix]:
+    """λ (once per pair type per step, or once per example with ``per_example``, the original code's choice)
+    and the fake-fake permutation of each pair type, drawn outside D so that a compiled D sees no sampling."""
+    draws = []
+    for pair in pairs:
+        lam = sample_lam(alpha, (batch,) if per_example else (), lam_dist)
+        lam, target = mix_real_fraction(pair, lam.to(device) if per_example else lam, labels)
+        perm = sample_perm(batch, device) if pair == "ff" else None
+        target = target.float() if per_example else target  # float32 labels keep the loss float32
+        draws.append(PairMix(pair, lam, perm, target))
+    return draws
+
+
+def apply_mixes(h_real: Tensor, h_fake: Tensor, draws: Sequence[PairMix]) -> Tensor:
+    """The mixes of hidden states (ICML eq. 4), (P·B, ...) in the order of ``draws``.
+
+    h_real, h_fake: (B, ...) states of D's layers before the mixing point for the real and fake batches.
+    """
+    mixes = []
+    for d in draws:
+        if d.pair == "rf":
+            mixes.append(mix(h_real, h_fake, d.lam))
+        elif d.pair == "fr":
+            mixes.append(mix(h_fake, h_real, d.lam))
+        else:
+            mixes.append(mix(h_fake, h_fake[d.perm], d.lam))
+    return torch.cat(mixes)
+
+
 def make_mixes(
     h_real: Tensor,
     h_fake: Tensor,
@@ -75,25 +123,11 @@ def make_mixes(
 ) -> tuple[Tensor, list[Tensor]]:
     """Mixes of hidden states for each pair type (ICML eq. 4): (mixes (P·B, ...), labels, one per type).
 
-    h_real, h_fake: (B, ...) outputs of D's stages before the mixing point for the real and fake
-    batches. λ is drawn once per pair type per step, or once per example with ``per_example`` (the
-    original code's choice); fake-fake mixes pair each fake example with another fake example of a
-    random permutation. Per-batch labels are CPU scalars (no device synchronisation); per-example
-    labels are (B,) float32 tensors on the states' device.
+    :func:`sample_mixes` then :func:`apply_mixes`. Per-batch labels are CPU scalars (no device
+    synchronisation); per-example labels are (B,) float32 tensors on the states' device.
     """
-    b = len(h_fake)
-    mixes, targets = [], []
-    for pair in pairs:
-        lam = sample_lam(alpha, (b,) if per_example else (), lam_dist)
-        lam, target = mix_real_fraction(pair, lam.to(h_fake.device) if per_example else lam, labels)
-        if pair == "rf":
-            mixes.append(mix(h_real, h_fake, lam))
-        elif pair == "fr":
-            mixes.append(mix(h_fake, h_real, lam))
-        else:
-            mixes.append(mix(h_fake, h_fake[sample_perm(b, h_fake.device)], lam))
-        targets.append(target.float() if per_example else target)  # float32 labels keep the loss float32
-    return torch.cat(mixes), targets
+    draws = sample_mixes(pairs, labels, lam_dist, alpha, len(h_fake), per_example, h_fake.device)
+    return apply_mixes(h_real, h_fake, draws), [d.target for d in draws]
 
 
 def mixup_loss(d_mixes: Tensor, targets: Sequence[Tensor], loss: Loss) -> Tensor:

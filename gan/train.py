@@ -29,14 +29,14 @@ from common.cli import run_main, trainer_parser
 from common.config import check
 from common.dist import NO_DIST, Dist, shard, wrap
 from common.guard import FLOAT_BYTES, check_memory, footprint
+from common.layers import LayerMixup
 from common.loop import LossMeter, Session, Throughput, hms, num_params, start_session, update_ema
-from common.mixup import resolve_points, sample_point
+from common.mixup import sample_point
 from common.registry import build
 from common.run import StopSignal, progress
 from common.speed import PLAIN, Speed, configure, fused_kwargs, maybe_compile
-from common.staged import StagedNet
 from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, network_args
-from gan.losses import d_loss, g_loss, make_mixes, mixup_loss
+from gan.losses import apply_mixes, d_loss, g_loss, mixup_loss, sample_mixes
 from gan.tasks import Task, make_task
 
 
@@ -50,18 +50,19 @@ def get_args_parser():
 
 @dataclass
 class Nets:
-    """The plain networks ``G`` and ``D`` (checkpoints, sampling, EMA, D's frozen pass in G's update) and the
-    callables that train them, ``G_train`` and ``D_train``: the same networks wrapped in DDP and/or compiled
-    (``Nets.plain`` when neither)."""
+    """The plain networks ``G`` and ``D`` (checkpoints, sampling, EMA) and the callables that train them,
+    ``G_train`` and ``D_train``: the same networks wrapped in DDP and/or compiled (``Nets.plain`` when
+    neither); ``D_mix`` mixes ``D_train`` at the eligible layers (None: no mixup)."""
 
     G: nn.Module
-    D: StagedNet
+    D: nn.Module
     G_train: Callable
     D_train: Callable
+    D_mix: LayerMixup | None = None
 
     @classmethod
-    def plain(cls, G: nn.Module, D: StagedNet) -> Nets:
-        return cls(G, D, G, D)
+    def plain(cls, G: nn.Module, D: nn.Module, mix: Sequence[str] = ()) -> Nets:
+        return cls(G, D, G, D, LayerMixup(D, mix) if mix else None)
 
 
 def check_sizes(cfg: GANConfig, task: Task, device: torch.device) -> None:
@@ -101,44 +102,41 @@ def check_image_sizes(cfg: GANConfig, shape: Sequence[int], num_images: int) -> 
     )
 
 
-def mixing_points(cfg: GANConfig, D: StagedNet) -> tuple[int, ...]:
-    """The eligible set S of D's mixing points; empty for no mixup."""
-    return resolve_points(cfg.mix, D.mix_points) if cfg.mix else ()
-
-
 # ---------------------------------------------------------------------------------------------
 # The objective
 
 
-def d_step(G: nn.Module, D: StagedNet, x_real: Tensor, z: Tensor, cfg: GANConfig, points: Sequence[int]):
-    """Discriminator loss on a real batch, a fake batch and (with mixup) their mixes at a random point k.
+def d_step(G: nn.Module, D: Callable, x_real: Tensor, z: Tensor, cfg: GANConfig, mixer: LayerMixup | None = None):
+    """Discriminator loss on a real batch, a fake batch and (with ``mixer``) their mixes at a random layer k.
 
-    The states up to k are computed once, for real and fake together, and the rest of D runs once on
-    the real, fake and mixed states together: the mixup term costs D's layers after k on the mixes.
+    D runs once: its layers up to k on the real and fake batch together, the rest on the real, fake and
+    mixed states together (the mixes are appended at k), so the mixup term costs D's layers after k on the
+    mixes. ``mixer`` mixes ``D`` at the eligible layers; λ, the permutations and k are drawn before D runs.
     """
     with torch.no_grad():
         x_fake = G(z)
     b = len(x_real)
-    k = sample_point(points) if points else 0
-    h = torch.cat([x_real, x_fake])  # (2B, ...) states at point k (D never runs an empty stage range)
-    h = D(h, 0, k) if k else h
-    mixes, targets = (
-        make_mixes(h[:b], h[b:], cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.mix_per_example)
-        if points
-        else (h[:0], [])
-    )
-    logits = D(torch.cat([h, mixes]), k).float()  # of real, fake and mixes (float32 under autocast too)
+    x = torch.cat([x_real, x_fake])  # (2B, ...)
+    if mixer is None:
+        logits = D(x).float()  # float32 under autocast too
+    else:
+        k = sample_point(mixer.points)
+        draws = sample_mixes(
+            cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, b, cfg.mix_per_example, x.device
+        )
+        append = lambda h: torch.cat([h, apply_mixes(h[:b], h[b:], draws)])  # noqa: E731 (states at k)
+        logits = mixer.forward_with(x, k, append).float()  # of real, fake and mixes
     logits_real, logits_fake, logits_mixes = logits[:b], logits[b : 2 * b], logits[2 * b :]
     loss = d_loss(logits_real, logits_fake, cfg.loss)
     parts = {"d_loss": loss.detach(), "d_real": logits_real.detach().mean(), "d_fake": logits_fake.detach().mean()}
-    if points:
-        term = mixup_loss(logits_mixes, targets, cfg.loss)
+    if mixer is not None:
+        term = mixup_loss(logits_mixes, [d.target for d in draws], cfg.loss)
         loss = loss + cfg.mix_weight * term
         parts["d_mix"] = term.detach()
     return loss, parts
 
 
-def g_step(G: nn.Module, D: StagedNet, z: Tensor, cfg: GANConfig) -> tuple[Tensor, dict[str, Tensor]]:
+def g_step(G: nn.Module, D: Callable, z: Tensor, cfg: GANConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """Generator loss on a fresh fake batch: the ordinary GAN objective, no mixup."""
     loss = g_loss(D(G(z)).float(), cfg.loss)  # float32 logits under autocast too, as in d_step
     return loss, {"g_loss": loss.detach()}
@@ -155,7 +153,6 @@ def train_iteration(
     real: Task,
     step: int,
     cfg: GANConfig,
-    points: Sequence[int],
     device: torch.device,
     speed: Speed = PLAIN,
     dist: Dist = NO_DIST,
@@ -169,7 +166,7 @@ def train_iteration(
         x_real = real.batch(step * cfg.n_dis + i)
         z = shard(torch.randn(cfg.batch_size, nets.G.z_dim, device=device), dist)
         with speed.autocast(device):
-            loss, parts = d_step(nets.G_train, nets.D_train, speed.images(x_real), z, cfg, points)
+            loss, parts = d_step(nets.G_train, nets.D_train, speed.images(x_real), z, cfg, nets.D_mix)
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
@@ -190,14 +187,13 @@ def train_iteration(
 
 @dataclass
 class Training:
-    """The networks, their optimizers, G's EMA copy (None when off), D's eligible mixing points, the noise
-    of the sample visuals, and the networks' model_args (what a checkpoint rebuilds them from)."""
+    """The networks, their optimizers, G's EMA copy (None when off), the noise of the sample visuals, and
+    the networks' model_args (what a checkpoint rebuilds them from)."""
 
     nets: Nets
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     G_ema: nn.Module | None
-    points: tuple[int, ...]
     fixed_z: Tensor
     model_args: dict[str, Any]
 
@@ -217,17 +213,18 @@ def build_training(s: Session, task: Task) -> Training:
     model_args = network_args(cfg, task.shape)
     G = speed.module(build(model_args["generator"]).to(device))
     D = speed.module(build(model_args["discriminator"]).to(device))
-    nets = Nets(G, D, maybe_compile(wrap(G, s.dist, device), speed), maybe_compile(wrap(D, s.dist, device), speed))
-    points = mixing_points(cfg, D)
+    G_train, D_train = maybe_compile(wrap(G, s.dist, device), speed), maybe_compile(wrap(D, s.dist, device), speed)
+    D_mix = LayerMixup(D_train, cfg.mix) if cfg.mix else None  # names checked, hooks installed before compiling
+    nets = Nets(G, D, G_train, D_train, D_mix)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **fused_kwargs(device))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **fused_kwargs(device))
     G_ema = copy.deepcopy(G) if cfg.g_ema_decay > 0 else None
     fixed_z = torch.randn(task.visual_noise, cfg.z_dim, device=device)
-    mixing = "mixing points: " + ", ".join(D.mix_points[k] for k in points) if points else "no mixup"
+    mixing = "mixing points: " + ", ".join(D_mix.labels) if D_mix else "no mixup"
     s.say(
         f"G {num_params(G):.2f}M, D {num_params(D):.2f}M parameters | loss {cfg.loss} | {mixing} | {speed.describe()}"
     )
-    return Training(nets, opt_g, opt_d, G_ema, points, fixed_z, dict(model_args))
+    return Training(nets, opt_g, opt_d, G_ema, fixed_z, dict(model_args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     final = [m for m in s.run.metrics() if m.get("step") == s.cfg.steps and "time" not in m]
     results = {k: v for m in final for k, v in m.items() if k != "step"}
-    mixing = ", ".join(t.nets.D.mix_points[k] for k in t.points) or "none"
+    mixing = ", ".join(t.nets.D_mix.labels) if t.nets.D_mix else "none"
     speed = s.speed.describe(t.nets.G_train, t.nets.D_train)  # what ran: compiled, or eager and why
     extra = {"mixing_points": mixing, "speed": speed} | ({"scoring": skipped} if skipped else {})
     return s.finish(results, {"steps": s.cfg.steps}, [t.nets.G, t.nets.D], summary_line, extra)
@@ -278,7 +275,7 @@ def train(s: Session, task: Task, t: Training, step: int, meter: LossMeter) -> i
         while step < cfg.steps:
             for group, base in ((t.opt_g.param_groups[0], cfg.lr_g), (t.opt_d.param_groups[0], cfg.lr_d)):
                 group["lr"] = learning_rate(base, step, cfg)
-            parts = train_iteration(nets, t.opt_g, t.opt_d, task, step, cfg, t.points, device, s.speed, dist)
+            parts = train_iteration(nets, t.opt_g, t.opt_d, task, step, cfg, device, s.speed, dist)
             if t.G_ema is not None:
                 update_ema(t.G_ema, nets.G, cfg.g_ema_decay)
             step += 1

@@ -5,12 +5,15 @@
 
 Paths: ``straightforward`` keeps the dataset on the CPU, preprocesses there and copies each batch to
 the device (the usual DataLoader recipe), fp32 eager; ``plain`` keeps uint8 data on the device and
-augments there, fp32 eager; ``amp`` adds bf16 autocast and channels-last; ``fast`` adds torch.compile
-(the training default on CUDA). Step kinds: a supervised step without and with manifold mixup (the
-paper's "no significant additional computation" claim is their ratio), and the full SSL step of
-Algorithm 1 without and with its two mixes. Timings: warm-up excluded, device-synchronised median.
-FLOPs are counted once per step kind (torch.utils.flop_counter, on the first path) and shared: the
-TFLOP/s column is the achieved rate, on the CPU too.
+augments there, fp32 eager; ``channels_last`` and ``bf16`` (autocast) add one switch each; ``amp`` adds
+both; ``fast`` adds torch.compile (the training default on CUDA). Step kinds: a supervised step without
+and with manifold mixup (the paper's "no significant additional computation" claim is their ratio), and
+the full SSL step of Algorithm 1 without and with its two mixes, and with the mixes made by the earlier
+releases' staged calls instead of the layer hooks (``--kinds ssl`` times the SSL steps only).
+Timings: warm-up excluded, device-synchronised median; every path and kind is timed in turns
+(interleaved), so the ratios between paths are fair on a machine whose load drifts. FLOPs are counted
+once per step kind (torch.utils.flop_counter, on the first path) and shared: the TFLOP/s column is the
+achieved rate, on the CPU too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import torch.nn.functional as F
 
 from common.augment import ZCA, Preprocess
 from common.benchmark import (
-    Timing,
     add_timing_args,
     check_timing_args,
     machine,
@@ -33,7 +35,8 @@ from common.benchmark import (
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.data import DATASETS
-from common.mixup import mixup_forward, sample_mix
+from common.layers import LayerMixup
+from common.mixup import mix, sample_mix
 from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.config import SSLConfig
@@ -43,10 +46,24 @@ from ssl.wrn import WideResNet
 PATHS = {
     "straightforward": Speed(),
     "plain": Speed(),
+    "channels_last": Speed(channels_last=True),
+    "bf16": Speed(amp=True),
     "amp": Speed(amp=True, channels_last=True),
     "fast": Speed(amp=True, channels_last=True, compile=True),
 }
 PAPER_UPDATES = 450_000  # CIFAR-10: 1000 epochs x 450 updates
+
+
+class StagedCalls:
+    """The mixer of the earlier releases, for comparison: ``net(x, 0, k)``, mix, ``net(h, k)`` (two calls of a
+    :class:`~common.staged.StagedNet`) instead of one forward whose hook mixes at layer k."""
+
+    def __init__(self, model, points: Sequence[int]):
+        self.model, self.points = model, tuple(points)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, m) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.model(x, 0, m.point) if m.point else x
+        return self.model(mix(h, h[m.perm], m.lam), m.point), mix(y, y[m.perm], m.lam)
 
 
 def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_images: int = 5000):
@@ -65,6 +82,7 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
     torch.manual_seed(0)
     net = speed.module(WideResNet(10, cfg.depth, cfg.width).to(device))
     model = maybe_compile(net, speed)
+    mixer = LayerMixup(model, ("pixel", "h1", "h2"))
     opt = torch.optim.SGD(
         net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, **fused_kwargs(device)
     )
@@ -88,9 +106,7 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
     def supervised_mixup():
         x, y = batch_of(batch)
         with speed.autocast(device):
-            logits, y_mix = mixup_forward(
-                model, x, F.one_hot(y, 10).float(), sample_mix(batch, (0, 1, 2), 0.1, device=device)
-            )
+            logits, y_mix = mixer(x, F.one_hot(y, 10).float(), sample_mix(batch, mixer.points, 0.1, device=device))
             loss = soft_cross_entropy(logits, y_mix)
         update(loss)
 
@@ -103,17 +119,21 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
             loss = loss_s + F.mse_loss(model(u).float().softmax(1), target)
         update(loss)
 
-    def ssl_manifold():
+    def ssl_manifold(mixer=mixer):
         (x, y), (u, _) = batch_of(batch), batch_of(batch)
         with speed.autocast(device):
-            loss, _ = train_step(model, model, x, y, u, 1.0, cfg, (0, 1, 2), 10)
+            loss, _ = train_step(mixer, model, x, y, u, 1.0, cfg, 10)
         update(loss)
+
+    def ssl_manifold_staged():
+        ssl_manifold(StagedCalls(model, (0, 1, 2)))
 
     return {
         "supervised, no mixup": (supervised, batch),
         "supervised, manifold mixup": (supervised_mixup, batch),
         "SSL step, mixing off": (ssl_no_mix, 2 * batch),
         "SSL step, Algorithm 1": (ssl_manifold, 2 * batch),
+        "SSL step, Algorithm 1, staged calls": (ssl_manifold_staged, 2 * batch),
     }
 
 
@@ -123,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="labelled (and unlabelled) batch (default: 100)")
     parser.add_argument("--depth", type=int, default=28, help="WRN depth (default: 28)")
     parser.add_argument("--width", type=int, default=2, help="WRN width (default: 2)")
+    parser.add_argument("--kinds", choices=("all", "ssl"), default="all", help="all step kinds, or the SSL steps")
     args = parser.parse_args(argv)
     paths = check_timing_args(args, list(PATHS))
     if args.threads:
@@ -135,31 +156,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# ssl.bench: WRN-{args.depth}-{args.width}, batch {args.batch_size} (+{args.batch_size} unlabelled), "
         f"{machine(device)}, median of {args.repeat} after {args.warmup} warm-up steps\n"
     )
-    rows: list[Timing] = []
-    for path in paths:  # each path's step kinds are timed in turns, so their ratios are fair
-        cases = [
-            (f"{path}: {kind}", step, n) for kind, (step, n) in make_steps(path, device, cfg, args.batch_size).items()
-        ]
-        rows += time_steps(cases, device, args.warmup, args.repeat, count_flops=path == paths[0])
-        print(f"  measured {path}", flush=True)
-    share_flops(rows)
+    cases = [
+        (f"{path}: {kind}", step, n)
+        for path in paths
+        for kind, (step, n) in make_steps(path, device, cfg, args.batch_size).items()
+        if args.kinds == "all" or kind.startswith("SSL")
+    ]
+    rows = time_steps(cases, device, args.warmup, args.repeat)  # every path and kind in turns
+    first = [c for c in cases if c[0].startswith(f"{paths[0]}: ")]
+    share_flops(time_steps(first, device, 0, 1, count_flops=True) + rows)  # FLOPs: counted once per kind
     print()
     print(markdown_table(rows))
     print()
     by = {r.name: r for r in rows}
     for path in paths:
-        sup, mix = by[f"{path}: supervised, no mixup"], by[f"{path}: supervised, manifold mixup"]
         off, alg1 = by[f"{path}: SSL step, mixing off"], by[f"{path}: SSL step, Algorithm 1"]
+        supervised = ""
+        if args.kinds == "all":
+            sup, mix = by[f"{path}: supervised, no mixup"], by[f"{path}: supervised, manifold mixup"]
+            supervised = f"{mix.ms / sup.ms:.3f} (supervised step), "
         print(
-            f"- {path}: manifold mixup / no mixup = {mix.ms / sup.ms:.3f} (supervised step), "
-            f"{alg1.ms / off.ms:.3f} (SSL step); Algorithm 1: {1000 / alg1.ms:.1f} updates/s, "
-            f"full CIFAR-10 schedule ({PAPER_UPDATES:,} updates) ≈ {PAPER_UPDATES * alg1.ms / 3.6e6:.1f} h"
+            f"- {path}: manifold mixup / no mixup = {supervised}{alg1.ms / off.ms:.3f} (SSL step); Algorithm 1: "
+            f"{1000 / alg1.ms:.1f} updates/s, full CIFAR-10 schedule ({PAPER_UPDATES:,} updates) ≈ "
+            f"{PAPER_UPDATES * alg1.ms / 3.6e6:.1f} h; hooks (one forward) / staged calls (earlier releases) = "
+            f"{alg1.ms / by[f'{path}: SSL step, Algorithm 1, staged calls'].ms:.3f}"
         )
-    base = by.get("straightforward: SSL step, Algorithm 1")
-    for path in paths:
-        if base and path != "straightforward":
-            ratio = base.ms / by[f"{path}: SSL step, Algorithm 1"].ms
-            print(f"- {path} vs straightforward (Algorithm 1): {ratio:.2f}× faster")
+    for base_path in ("straightforward", "plain"):
+        base = by.get(f"{base_path}: SSL step, Algorithm 1")
+        for path in paths:
+            if base and path not in ("straightforward", base_path):
+                ratio = base.ms / by[f"{path}: SSL step, Algorithm 1"].ms
+                print(f"- {path} vs {base_path} (Algorithm 1): {ratio:.2f}× faster")
     return 0
 
 

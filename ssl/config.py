@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.config import UsageError, check, check_number, opt
-from common.registry import spec
+from common.registry import constructor, spec
 from ssl.archs import ARCHS, arch_model_args
 from ssl.wrn import ARCH as WRN  # importing ssl.wrn registers the architecture
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
 DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")  # of the WRN given by --depth/--width
+TORCHVISION = "torchvision:"  # --arch torchvision:NAME, common/zoo.py
 ALL = "all"  # --labels all: supervised training on every non-validation image
 # The fields of --arch wrn (the WRN of --depth/--width) with their defaults; a named --arch fixes them itself.
 WRN_FIELDS = {"depth": 28, "width": 2, "leaky_slope": 0.1, "bn_momentum": 0.001, "dropout": 0.0}
@@ -41,7 +42,9 @@ class SSLConfig:
     # model: a named network, or (default) WRN-depth-width. None, not "wrn", is the default so that the
     # config.yaml of runs saved before this field existed still matches on --resume.
     arch: str | None = opt(
-        None, f"network: wrn (WRN-depth-width of the flags below) or {', '.join(ARCHS)} (default none: wrn)"
+        None,
+        f"network: wrn (WRN-depth-width of the flags below), {', '.join(ARCHS)} or torchvision:NAME, e.g. "
+        "torchvision:resnet18 (any torchvision classifier; name its layers with --mix-points) (default none: wrn)",
     )
     depth: int = opt(28, "WRN depth, 6n+4")
     width: int = opt(2, "WRN widening factor")
@@ -51,7 +54,9 @@ class SSLConfig:
     # method
     method: Literal["manifold", "input", "supervised"] = opt("manifold", "Algorithm 1, Algorithm 3, or no mixup")
     mix_points: tuple[str, ...] | None = opt(
-        None, "eligible mixing points for method=manifold (default: the network's recipe; pixel,h1,h2 for wrn)"
+        None,
+        "eligible mixing points for method=manifold: point names (pixel, h1, ...) or module names (layer1, "
+        "features.4, ...) (default: the network's recipe; pixel,h1,h2 for wrn)",
     )
     alpha_sup: float | None = opt(
         None, "α of λ ~ Beta(α, α) for the labelled batch (default: 0.1; with --labels all 2.0, or 1.0 for input)"
@@ -145,11 +150,13 @@ class SSLConfig:
         elif not isinstance(labels, int) or isinstance(labels, bool):
             raise UsageError(f"--labels: expected a number of labelled images or 'all', got {labels!r}")
         check(self.labels == ALL or self.labels > 0, f"--labels must be positive or 'all', got {self.labels}")
-        valid = ", ".join([WRN, *ARCHS])
+        valid = ", ".join([WRN, *ARCHS, f"{TORCHVISION}NAME"])
         check(
-            self.arch is None or self.arch == WRN or self.arch in ARCHS,
+            self.arch is None or self.arch == WRN or self.arch in ARCHS or self.from_torchvision,
             f"unknown --arch {self.arch!r} (valid: {valid})",
         )
+        if self.from_torchvision:
+            constructor(self.arch)  # an unknown torchvision name is a one-line error here, before any data is read
         if self.arch_name != WRN:
             changed = [
                 f"--{k.replace('_', '-')} {getattr(self, k)}" for k, v in WRN_FIELDS.items() if getattr(self, k) != v
@@ -159,7 +166,7 @@ class SSLConfig:
                 f"{', '.join(changed)} set(s) the WRN of --arch wrn, but --arch {self.arch} fixes its own network; "
                 "drop them or use --arch wrn",
             )
-        if self.mix_points is None:
+        if self.mix_points is None and not self.from_torchvision:  # torchvision: no recipe, see check_method
             set_("mix_points", default_mix_points(self))
         if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
             set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.all_labels else 0.1)
@@ -176,6 +183,11 @@ class SSLConfig:
         return self.labels == ALL
 
     @property
+    def from_torchvision(self) -> bool:
+        """--arch torchvision:NAME (:mod:`common.zoo`)."""
+        return (self.arch or "").startswith(TORCHVISION)
+
+    @property
     def arch_name(self) -> str:
         """The network's name: ``wrn`` (WRN-depth-width) or a name of :data:`ssl.archs.ARCHS`."""
         return self.arch or WRN
@@ -187,12 +199,22 @@ class SSLConfig:
 
 def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
     """The eligible set of the network's recipe: what --mix-points means when it is not given."""
+    if cfg.from_torchvision:
+        return ("input",)  # no recipe: Input Mixup's point, the one layer every network has
     return DEFAULT_MIX_POINTS if cfg.arch_name == WRN else ARCHS[cfg.arch_name].paper_mix_points
 
 
 def check_method(cfg: SSLConfig) -> None:
     """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored
     (the network's default set and the WRN's, which the shipped SSL configs spell out, are not refused)."""
+    wrn_points = cfg.mix_points is not None and tuple(cfg.mix_points) == DEFAULT_MIX_POINTS  # e.g. from a config
+    check(
+        not (cfg.from_torchvision and cfg.method == "manifold" and (cfg.mix_points is None or wrn_points)),
+        f"--arch {cfg.arch} has no recipe for its mixing layers (pixel, h1, h2 name a WRN's): name them, e.g. "
+        "--mix-points input,layer1,layer2 (a ResNet's modules; print(dict(model.named_modules())) lists all)",
+    )
+    if cfg.mix_points is None:
+        return
     accepted = (default_mix_points(cfg), DEFAULT_MIX_POINTS, ("pixel",), ("input",))
     check(
         cfg.method != "input" or tuple(cfg.mix_points) in accepted,
@@ -203,6 +225,8 @@ def check_method(cfg: SSLConfig) -> None:
 
 def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, Any]:
     """The checkpoint's model_args of the network (common/registry.py)."""
+    if cfg.from_torchvision:
+        return spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     if cfg.arch_name != WRN:
         return arch_model_args(cfg.arch_name, num_classes, channels)
     return spec(

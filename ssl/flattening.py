@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
-from common.mixup import mixup_forward, resolve_points, sample_mix
+from common.layers import LayerMixup
+from common.mixup import sample_mix
 from common.staged import StagedNet
 
 METHODS = ("none", "weight_decay", "dropout", "input", "manifold")
@@ -100,13 +101,13 @@ def fit(
     y: Tensor,
     *,
     steps: int,
-    points: Sequence[int] | None = None,
+    layers: str | Sequence[str] | None = None,
     alpha: float = 1.0,
     batch_size: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
 ) -> list[float]:
-    """Train ``net`` with Adam on (x, y); mixup at a point drawn from ``points`` each step (None: plain CE).
+    """Train ``net`` with Adam on (x, y); mixup at a layer drawn from ``layers`` each step (None: plain CE).
 
     ``batch_size=None`` uses the whole set every step. Returns the loss of each step. Draws from torch's
     global generator, so seed it first.
@@ -116,11 +117,12 @@ def fit(
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     net.train()
     losses = []
+    mixer = LayerMixup(net, layers) if layers else None
     for _ in range(steps):
         idx = torch.randperm(len(x))[:batch_size] if batch_size else torch.arange(len(x))
         xb, yb = x[idx], onehot[idx]
-        if points:
-            logits, target = mixup_forward(net, xb, yb, sample_mix(len(xb), points, alpha))
+        if mixer:
+            logits, target = mixer(xb, yb, sample_mix(len(xb), mixer.points, alpha))
         else:
             logits, target = net(xb), yb
         loss = soft_cross_entropy(logits, target)
@@ -172,10 +174,9 @@ def run_method(method: str, seed: int, data: tuple, *, steps: int, width: int, b
     x, y, xt, yt = data
     torch.manual_seed(seed)
     net = digits_net(width, dropout=r.dropout)
-    points = resolve_points(r.points, net.mix_points) if r.points else None
     t0 = time.perf_counter()
     losses = fit(
-        net, x, y, steps=steps, points=points, alpha=r.alpha, batch_size=batch_size, weight_decay=r.weight_decay
+        net, x, y, steps=steps, layers=r.points, alpha=r.alpha, batch_size=batch_size, weight_decay=r.weight_decay
     )
     with torch.no_grad():
         acc = (net(xt).argmax(1) == yt).float().mean().item()

@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
-from common.mixup import resolve_points
 from common.staged import StagedNet
 from ssl.flattening import fit, singular_value_summary
 
@@ -180,9 +179,8 @@ def run(seed: int, steps: int, n_per_class: int = 100, n_uniform: int = 1000) ->
     for method, (names, alpha) in METHODS.items():
         torch.manual_seed(seed)
         net = spiral_net()
-        points = resolve_points(names, net.mix_points) if names else None
         t0 = time.perf_counter()
-        losses = fit(net, x, y, steps=steps, points=points, alpha=alpha, lr=3e-3)
+        losses = fit(net, x, y, steps=steps, layers=names or None, alpha=alpha, lr=3e-3)
         r = analyse(net, x, y, xt, yt, uniform)
         r["numbers"]["final_loss"] = statistics.fmean(losses[-50:])
         r["numbers"]["seconds"] = time.perf_counter() - t0

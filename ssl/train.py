@@ -36,12 +36,12 @@ from torch import Tensor, nn
 from common.augment import Preprocess
 from common.cli import run_main, trainer_parser
 from common.dist import barrier, shard, wrap
+from common.layers import LayerMixup
 from common.loop import LossMeter, Session, Throughput, hms, num_params, start_session, update_ema
-from common.mixup import mixup_forward, resolve_points, sample_mix
+from common.mixup import sample_mix
 from common.registry import build
 from common.run import StopSignal, progress
 from common.speed import configure, fused_kwargs, maybe_compile
-from common.staged import StagedNet
 from ssl.config import CONFIGS, SSLConfig, check_method, network_args
 from ssl.data import SPLIT, Data, build_data
 
@@ -50,9 +50,10 @@ def get_args_parser():
     return trainer_parser(SSLConfig, "python -m ssl.train", __doc__, str(CONFIGS / "cifar10-4k.yaml"))
 
 
-def eligible_points(cfg: SSLConfig, model: StagedNet) -> tuple[int, ...]:
-    """The set S: the input alone for Input Mixup (Algorithm 3), ``mix_points`` for Manifold Mixup."""
-    return (0,) if cfg.method == "input" else resolve_points(cfg.mix_points, model.mix_points)
+def eligible_layers(cfg: SSLConfig, model: nn.Module) -> LayerMixup:
+    """The set S as a mixer of ``model`` (any network, DDP'd and/or compiled): the input alone for Input Mixup
+    (Algorithm 3) and plain training, ``mix_points`` for Manifold Mixup (point or layer names)."""
+    return LayerMixup(model, ("input",) if cfg.method in ("input", "supervised") else cfg.mix_points)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,36 +81,38 @@ def l1_penalty(model: nn.Module, scope: str = "all") -> Tensor:
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """−Σ_c y_c log softmax(logits)_c, averaged over the batch; targets (B, C) sum to 1."""
-    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+    """−Σ_c y_c log softmax(logits)_c, averaged over the batch; targets (B, C) sum to 1. In float32 under
+    autocast too (CPU autocast would run log_softmax in bf16)."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
 
 
 def train_step(
-    model: StagedNet,
-    teacher: nn.Module,
+    mixer: LayerMixup,
+    teacher: Callable,
     x_l: Tensor,
     y_l: Tensor,
     x_u: Tensor | None,
     w: float,
     cfg: SSLConfig,
-    points: Sequence[int],
     num_classes: int,
     net: nn.Module | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The loss of one update (Algorithm 1; Algorithm 3 when points == (0,)). Returns (loss, parts).
+    """The loss of one update (Algorithm 1; Algorithm 3 when the mixer's only layer is the input).
+    Returns (loss, parts).
 
-    ``model`` and ``teacher`` are callables ``f(x, start, stop)`` (the network, possibly wrapped in
-    DDP or compiled); ``net`` is the plain network whose weights carry Appendix C's L1 term (its L2
-    term is SGD's weight decay). Without ``net`` the loss is the mixup objective alone.
+    ``mixer`` mixes the trained network (``mixer.model``: the network, possibly wrapped in DDP or compiled)
+    at its eligible layers; ``teacher`` gives the pseudolabels; ``net`` is the plain network whose weights
+    carry Appendix C's L1 term (its L2 term is SGD's weight decay). Without ``net`` the loss is the mixup
+    objective alone.
     """
     if cfg.method == "supervised":
-        loss = F.cross_entropy(model(x_l), y_l)
+        loss = F.cross_entropy(mixer.model(x_l).float(), y_l)
         parts = {"loss_sup": loss.detach()}
     elif x_u is None:  # --labels all: supervised mixup, the labelled term of Algorithm 1 alone
-        loss = supervised_mixup_loss(model, x_l, y_l, cfg, points, num_classes)
+        loss = supervised_mixup_loss(mixer, x_l, y_l, cfg, num_classes)
         parts = {"loss_sup": loss.detach()}
     else:
-        loss, parts = mixup_objective(model, teacher, x_l, y_l, x_u, w, cfg, points, num_classes)
+        loss, parts = mixup_objective(mixer, teacher, x_l, y_l, x_u, w, cfg, num_classes)
     if cfg.l1 and net is not None:
         l1 = cfg.l1 * l1_penalty(net, cfg.l1_scope)
         loss = loss + l1
@@ -117,29 +120,26 @@ def train_step(
     return loss, parts
 
 
-def supervised_mixup_loss(
-    model: StagedNet, x_l: Tensor, y_l: Tensor, cfg: SSLConfig, points: Sequence[int], num_classes: int
-) -> Tensor:
+def supervised_mixup_loss(mixer: LayerMixup, x_l: Tensor, y_l: Tensor, cfg: SSLConfig, num_classes: int) -> Tensor:
     """Lines 3-5 of Algorithm 1: cross-entropy on the labelled batch mixed at a random eligible layer, λ ~ Beta(α, α)
-    with α = ``cfg.alpha_sup`` (points == (0,): Input Mixup)."""
-    mix_l = sample_mix(len(x_l), points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
-    logits_l, y_mixed = mixup_forward(model, x_l, F.one_hot(y_l, num_classes).float(), mix_l)
+    with α = ``cfg.alpha_sup`` (the input alone: Input Mixup)."""
+    mix_l = sample_mix(len(x_l), mixer.points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
+    logits_l, y_mixed = mixer(x_l, F.one_hot(y_l, num_classes).float(), mix_l)
     return soft_cross_entropy(logits_l, y_mixed)
 
 
 def mixup_objective(
-    model: StagedNet,
-    teacher: nn.Module,
+    mixer: LayerMixup,
+    teacher: Callable,
     x_l: Tensor,
     y_l: Tensor,
     x_u: Tensor,
     w: float,
     cfg: SSLConfig,
-    points: Sequence[int],
     num_classes: int,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Lines 3-10 of Algorithm 1: the mixed supervised loss plus w·the mixed consistency loss."""
-    loss_s = supervised_mixup_loss(model, x_l, y_l, cfg, points, num_classes)
+    loss_s = supervised_mixup_loss(mixer, x_l, y_l, cfg, num_classes)
 
     # Lines 6-7: pseudolabels are the model's outputs on the unlabelled batch, without gradient
     with torch.no_grad():
@@ -148,8 +148,8 @@ def mixup_objective(
             pseudo = pseudo.softmax(1)
 
     # Lines 8-9: mix the unlabelled batch and its pseudolabels the same way; MSE consistency
-    mix_u = sample_mix(len(x_u), points, cfg.alpha_unsup, per_example=cfg.per_example_lam, device=x_u.device)
-    logits_u, pseudo_mixed = mixup_forward(model, x_u, pseudo, mix_u)
+    mix_u = sample_mix(len(x_u), mixer.points, cfg.alpha_unsup, per_example=cfg.per_example_lam, device=x_u.device)
+    logits_u, pseudo_mixed = mixer(x_u, pseudo, mix_u)
     pred_u = logits_u.float().softmax(1) if cfg.consistency == "prob" else logits_u.float()
     loss_u = F.mse_loss(pred_u, pseudo_mixed)
 
@@ -215,16 +215,21 @@ def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
 
 @dataclass
 class Networks:
-    """The plain WRN (checkpoints, evaluation, the L1 term), the callable the step trains (DDP and/or
-    compiled), the teacher of the pseudolabels, the EMA copy, the optimizer and the eligible points."""
+    """The plain network (checkpoints, evaluation, the L1 term), the mixer of the callable the step trains
+    (DDP and/or compiled) at the eligible layers, the teacher of the pseudolabels, the EMA copy, the
+    optimizer and the network's model_args."""
 
-    net: StagedNet
-    model: Callable
+    net: nn.Module
+    mixer: LayerMixup
     teacher: Callable
     ema: nn.Module | None
     optimizer: torch.optim.Optimizer
-    points: tuple[int, ...]
     model_args: dict[str, Any]
+
+    @property
+    def model(self) -> Callable:
+        """The callable the step trains: the network, DDP'd and/or compiled."""
+        return self.mixer.model
 
     def states(self) -> dict[str, Any]:
         """What a checkpoint keeps, by name (None: no EMA in this run)."""
@@ -246,12 +251,12 @@ def build_networks(s: Session, data: Data) -> Networks:
         weight_decay=cfg.weight_decay,
         **fused_kwargs(s.device),
     )
-    points = eligible_points(cfg, net)
+    mixer = eligible_layers(cfg, model)  # names checked against the network, hooks installed before compiling
     s.say(
         f"model: {cfg.network_name()}, {num_params(net):.2f}M parameters; "
-        f"method {cfg.method}, {mixing_description(cfg, net, points)}; {s.speed.describe()}"
+        f"method {cfg.method}, {mixing_description(cfg, mixer)}; {s.speed.describe()}"
     )
-    return Networks(net, model, teacher, ema, optimizer, points, model_args)
+    return Networks(net, mixer, teacher, ema, optimizer, model_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,7 +314,7 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
             y_l = data.train_labels[idx_l]
             with s.speed.autocast(device):
                 loss, parts = train_step(
-                    nets.model, nets.teacher, x_l, y_l, x_u, w, cfg, nets.points, data.num_classes, net=nets.net
+                    nets.mixer, nets.teacher, x_l, y_l, x_u, w, cfg, data.num_classes, net=nets.net
                 )
             nets.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -354,11 +359,11 @@ def evaluate_epoch(s: Session, data: Data, nets: Networks, step: int, epoch: int
     barrier(s.dist)
 
 
-def mixing_description(cfg: SSLConfig, net: StagedNet, points: Sequence[int]) -> str:
-    """What the model line says about mixing: the eligible points, or that a supervised run has none."""
+def mixing_description(cfg: SSLConfig, mixer: LayerMixup) -> str:
+    """What the model line says about mixing: the eligible layers, or that a supervised run has none."""
     if cfg.method == "supervised":
         return "no mixup"
-    where = "mixing points " + ", ".join(net.mix_points[k] for k in points)
+    where = "mixing points " + ", ".join(mixer.labels)
     return f"{where}, α {cfg.alpha_sup:g}" + (" (supervised: every image labelled)" if cfg.all_labels else "")
 
 

@@ -1,6 +1,7 @@
 """Data parallelism on the CPU: torchrun with 2 processes and the gloo backend."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def test_ssl_under_torchrun_stays_in_sync_and_resumes_exactly(tmp_path):
         "--out",
         str(cut),
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as run_module's runs: the same thread count, the same sums
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 180
     while not (cut / "metrics.jsonl").is_file() and time.time() < deadline:
         time.sleep(0.1)

@@ -10,7 +10,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from common.config import UsageError
 from common.layers import LayerMixup, check_layers, replace_output
-from common.mixup import Mix, mix, mixup_forward
+from common.mixup import Mix, mix, sample_mix
+from common.staged import StagedNet
 from ssl.wrn import WideResNet
 
 from conftest import ROOT
@@ -217,6 +218,85 @@ def test_replace_output_can_append_mixes_to_the_batch_like_a_gan_discriminator()
         assert out.shape == (12, 1)
 
 
+# --- the mixed forward (eq. 1) on a staged network named by its points --------------------------------------------
+
+
+def tiny_net() -> StagedNet:
+    torch.manual_seed(0)
+    return StagedNet(
+        [nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Sequential(nn.Linear(8, 8), nn.ReLU()), nn.Linear(8, 3)]
+    )
+
+
+def batch(n: int = 6) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 4, generator=g), F.one_hot(torch.arange(n) % 3, 3).float()
+
+
+def test_point_names_of_a_staged_net_are_its_stage_outputs_and_an_unknown_one_lists_the_closest():
+    net = tiny_net()
+    assert check_layers(net, "h1,pixel,h2,h1") == ("stages.0", "input", "stages.1")
+    assert LayerMixup(net, "h2,input").labels == ("h2", "input")  # logs keep the user's spelling
+    with pytest.raises(UsageError) as e:
+        check_layers(net, "h7")
+    assert "unknown layer 'h7'" in one_line_error(e) and "h1" in str(e.value)
+
+
+def test_input_point_only_is_exactly_input_mixup():
+    net, (x, y) = tiny_net(), batch()
+    mixer = LayerMixup(net, "pixel")
+    torch.manual_seed(3)
+    m = sample_mix(len(x), mixer.points, alpha=1.0)
+    logits, y_mix = mixer(x, y, m)
+    lam = float(m.lam)
+    torch.testing.assert_close(logits, net(lam * x + (1 - lam) * x[m.perm]))
+    torch.testing.assert_close(y_mix, lam * y + (1 - lam) * y[m.perm])
+
+
+@pytest.mark.parametrize("point", [0, 1, 2])
+def test_lam_one_is_the_identity(point):
+    net, (x, y) = tiny_net(), batch()
+    m = Mix(point=point, lam=torch.tensor(1.0), perm=torch.randperm(len(x)))
+    logits, y_mix = LayerMixup(net, "pixel,h1,h2")(x, y, m)
+    torch.testing.assert_close(logits, net(x))
+    torch.testing.assert_close(y_mix, y)
+
+
+def test_mixing_at_a_hidden_point_mixes_hidden_states_not_inputs():
+    net, (x, y) = tiny_net(), batch()
+    m = Mix(point=2, lam=torch.tensor(0.3), perm=torch.roll(torch.arange(len(x)), 1))
+    logits, _ = LayerMixup(net, "pixel,h1,h2")(x, y, m)
+    h = net(x, 0, 2)
+    torch.testing.assert_close(logits, net(0.3 * h + 0.7 * h[m.perm], 2))
+    assert not torch.allclose(logits, net(0.3 * x + 0.7 * x[m.perm]))
+
+
+@pytest.mark.parametrize("point", [1, 2])
+def test_gradients_reach_stages_before_the_mixing_point(point):
+    net, (x, y) = tiny_net(), batch()
+    m = Mix(point=point, lam=torch.tensor(0.4), perm=torch.randperm(len(x)))
+    logits, y_mix = LayerMixup(net, "pixel,h1,h2")(x, y, m)
+    (-(y_mix * logits.log_softmax(1)).sum(1).mean()).backward()
+    for stage in net.stages[:point]:
+        for p in stage.parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_per_example_lam_mixes_each_row_with_its_own_weight():
+    net, (x, y) = tiny_net(), batch()
+    mixer = LayerMixup(net, "h1")
+    torch.manual_seed(0)
+    m = sample_mix(len(x), mixer.points, alpha=1.0, per_example=True)
+    assert m.lam.shape == (len(x),) and len(set(m.lam.tolist())) == len(x)
+    logits, y_mix = mixer(x, y, m)
+    h = net(x, 0, 1)
+    for i in range(len(x)):
+        lam = m.lam[i]
+        expected = net((lam * h[i] + (1 - lam) * h[m.perm[i]])[None], 1)[0]
+        torch.testing.assert_close(logits[i], expected)
+        torch.testing.assert_close(y_mix[i], lam * y[i] + (1 - lam) * y[m.perm[i]])
+
+
 # --- torch.compile -----------------------------------------------------------------------------------------------
 
 
@@ -271,17 +351,21 @@ def test_wrapped_models_are_named_by_their_inner_model_and_a_layer_named_after_c
 
 @pytest.mark.parametrize(("point", "per_example"), [(0, False), (1, False), (2, True)])
 def test_wide_resnet_mixed_at_its_stage_modules_equals_the_staged_path(point, per_example):
+    """WRN-28-2: the hooks give the logits and gradients of running the stages before k, mixing, and the rest."""
     torch.manual_seed(0)
-    net = WideResNet(depth=10, width=1)
+    net = WideResNet(depth=28, width=2)
     x, y = images(4, 16)
     m = fixed_mix(point, per_example=per_example)
 
-    staged_logits, staged_y = mixup_forward(net, x, y, m)
+    h = net(x, 0, point)  # the staged path, written out: stages 0..k-1, mix, stages k..
+    staged_logits = net(mix(h, h[m.perm], m.lam), point)
+    staged_y = mix(y, y[m.perm], m.lam)
     (staged_logits * torch.arange(10)).sum().backward()
     staged_grads = [p.grad.clone() for p in net.parameters()]
     net.zero_grad()
 
     mixer = LayerMixup(net, ["input", "stages.0", "stages.1"])  # the outputs of stages 1 and 2 are h1 and h2
+    assert mixer.names == LayerMixup(net, "pixel,h1,h2").names
     logits, y_mixed = mixer(x, y, m)
     (logits * torch.arange(10)).sum().backward()
 

@@ -4,18 +4,41 @@ import torch.nn.functional as F
 from torch import nn
 from torch._dynamo.utils import counters
 
+import common.speed as speed_module
 import gan.train as GAN
 import ssl.train as SSL
 from common.config import resolve_config
+from common.layers import LayerMixup
+from common.mixup import Mix
 from common.speed import Compiled, Speed, configure, fused_kwargs, graph_budget, no_tf32
 from common.staged import StagedNet
 from ssl.wrn import WideResNet
 
 
-def test_defaults_are_fast_on_cuda_and_plain_on_cpu():
-    assert Speed.resolve(None, None, None, torch.device("cpu")) == Speed(False, False, False)
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_defaults_are_fast_on_cuda_and_bf16_on_a_cpu_only_where_it_is_native(monkeypatch, native_bf16):
+    monkeypatch.setattr(speed_module, "cpu_has_native_bf16", lambda: native_bf16)
+    cpu = Speed.resolve(None, None, None, torch.device("cpu"))
+    assert cpu == Speed(native_bf16, native_bf16, False)  # compile stays off on the CPU (slower there)
+    assert ("native bf16" if native_bf16 else "no native bf16") in cpu.describe()
+    assert Speed.resolve(False, False, None, torch.device("cpu")) == Speed(False, False, False)
     assert Speed.resolve(None, None, None, torch.device("cuda")) == Speed(True, True, True)
     assert Speed.resolve(False, None, True, torch.device("cuda")) == Speed(False, True, True)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    speed_module.cpu_has_native_bf16.cache_clear()
+    flags = tmp_path / "cpuinfo"
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(flags if path == "/proc/cpuinfo" else path))
+    try:
+        flags.write_text("flags\t\t: fpu sse avx2 avx512f\n")
+        assert not speed_module.cpu_has_native_bf16()
+        speed_module.cpu_has_native_bf16.cache_clear()
+        flags.write_text("flags\t\t: fpu avx512f avx512_bf16\n")
+        assert speed_module.cpu_has_native_bf16()
+    finally:
+        speed_module.cpu_has_native_bf16.cache_clear()
 
 
 def ssl_step_and_grads(speed: Speed):
@@ -27,7 +50,7 @@ def ssl_step_and_grads(speed: Speed):
     cfg = resolve_config(SSL.SSLConfig, None, {"dataset": "digits"})
     torch.manual_seed(1)
     with speed.autocast(torch.device("cpu")):
-        loss, _ = SSL.train_step(net, net, x_l, y_l, x_u, 1.0, cfg, (0, 1, 2), 10)
+        loss, _ = SSL.train_step(LayerMixup(net, "pixel,h1,h2"), net, x_l, y_l, x_u, 1.0, cfg, 10)
     loss.backward()
     return loss.detach(), torch.cat([p.grad.flatten() for p in net.parameters()])
 
@@ -80,7 +103,7 @@ def gan_steps_and_grads(speed: Speed):
     z_d, z_g = torch.randn(16, cfg.z_dim), torch.randn(32, cfg.z_dim)
     torch.manual_seed(1)
     with speed.autocast(torch.device("cpu")):
-        d_loss, _ = GAN.d_step(G, D, x_real, z_d, cfg, GAN.mixing_points(cfg, D))
+        d_loss, _ = GAN.d_step(G, D, x_real, z_d, cfg, LayerMixup(D, cfg.mix))
     d_loss.backward()
     d_grad = torch.cat([p.grad.flatten() for p in D.parameters()])
     with speed.autocast(torch.device("cpu")):
@@ -98,16 +121,18 @@ def test_bf16_channels_last_gan_steps_match_the_fp32_steps():
 
 
 def test_compiled_wrn_matches_eager_through_a_mixing_point():
-    """torch.compile on the real network, called in two pieces as manifold mixup calls it."""
+    """torch.compile on the real network, mixed at h2 by the hooks as manifold mixup runs it."""
     torch.manual_seed(0)
     net = WideResNet(num_classes=10, depth=10, width=1, in_channels=1, bn_momentum=0.1).eval()
-    compiled = Compiled(net)
-    x = torch.randn(8, 1, 8, 8)
-    out = compiled(compiled(x, 0, 2), 2)
+    backend = CountingBackend()
+    compiled = Compiled(net, backend=backend)
+    x, y = torch.randn(8, 1, 8, 8), torch.eye(8)
+    m = Mix(point=0, lam=torch.tensor(0.3, dtype=torch.float64), perm=torch.roll(torch.arange(8), 1))
+    out, _ = LayerMixup(compiled, "h2")(x, y, m)
     grads = torch.autograd.grad(out.square().sum(), list(net.parameters()))
-    ref = net(x)
+    ref, _ = LayerMixup(net, "h2")(x, y, m)
     ref_grads = torch.autograd.grad(ref.square().sum(), list(net.parameters()))
-    assert compiled.compiled is not None  # it really ran compiled
+    assert compiled.compiled is not None and backend.runs == 1  # it really ran compiled, as one graph
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     flat, ref_flat = (torch.cat([g.flatten() for g in gs]) for gs in (grads, ref_grads))
     torch.testing.assert_close(flat, ref_flat, rtol=1e-3, atol=1e-4)
@@ -140,7 +165,7 @@ def counted(net: nn.Module, backend: CountingBackend) -> tuple[Compiled, list]:
     inner, calls = wrapped.compiled, []
 
     def call(*args, **kwargs):
-        calls.append(args[1:3])
+        calls.append(tuple(a.shape if isinstance(a, torch.Tensor) else a for a in args))
         return inner(*args, **kwargs)
 
     wrapped.compiled = call
@@ -165,12 +190,13 @@ def fresh_dynamo():
     counters.clear()
 
 
-def ssl_sequence(model: Compiled, teacher: Compiled, net: nn.Module, cfg) -> None:
+def ssl_sequence(mixers: list[LayerMixup], teacher: Compiled, net: nn.Module, cfg) -> None:
     """Algorithm 1 at every mixing point (pixel included), with the teacher's no-grad call, then an evaluation."""
-    for k in range(len(net.mix_points)):
+    for mixer in mixers:  # one mixer per point, so each step mixes at that point
         x_l, x_u = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
-        loss, _ = SSL.train_step(model, teacher, x_l, torch.arange(4), x_u, 1.0, cfg, (k,), 10, net=net)
+        loss, _ = SSL.train_step(mixer, teacher, x_l, torch.arange(4), x_u, 1.0, cfg, 10, net=net)
         loss.backward()
+    model = mixers[0].model
     net.eval()
     with torch.no_grad():
         model(torch.randn(4, 3, 8, 8))
@@ -182,13 +208,14 @@ def test_ssl_steps_at_every_mixing_point_stay_compiled(fresh_dynamo):
     net = WideResNet(num_classes=10, depth=10, width=1, in_channels=3, bn_momentum=0.1)
     backend = CountingBackend()
     model, calls = counted(net, backend)
+    mixers = [LayerMixup(model, (point,)) for point in net.mix_points]  # hooks installed before compiling
     cfg = resolve_config(SSL.SSLConfig, None, {"dataset": "digits"})
-    ssl_sequence(model, model, net, cfg)
+    ssl_sequence(mixers, model, net, cfg)
     assert_no_fallback(backend, calls)
-    # pixel..h3: (0, k) and (k, end) for k = 1..3, the whole net with grad, without (teacher), in eval mode
-    assert backend.graphs <= 2 * 3 + 3 <= graph_budget(len(net.stages))
+    # one graph mixed at each of h1..h3, and the idle net with grad (pixel), without (teacher), in eval mode
+    assert backend.graphs <= 3 + 3 <= graph_budget(len(net.stages))
     first = backend.graphs
-    ssl_sequence(model, model, net, cfg)  # steady state: nothing new to compile
+    ssl_sequence(mixers, model, net, cfg)  # steady state: nothing new to compile
     assert backend.graphs == first
     assert_no_fallback(backend, calls)
     assert model.fallback is None and Speed(compile=True).describe(model) == "fast path: compile"
@@ -201,7 +228,8 @@ def test_gan_iterations_with_and_without_mixup_stay_compiled(fresh_dynamo):
     G, D = GAN.build_generator(cfg, (1, 8, 8)), GAN.build_discriminator(cfg, (1, 8, 8))
     backend = CountingBackend()
     (G_train, g_calls), (D_train, d_calls) = counted(G, backend), counted(D, backend)
-    nets = GAN.Nets(G, D, G_train, D_train)
+    # pixel, h1, no mixup (D unmixed), either: every mixer made before the first compiled call
+    mixers = [LayerMixup(D_train, "pixel"), LayerMixup(D_train, "h1"), None, LayerMixup(D_train, "pixel,h1")]
     opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
 
     class Real:
@@ -209,8 +237,9 @@ def test_gan_iterations_with_and_without_mixup_stay_compiled(fresh_dynamo):
             return torch.rand(4, 1, 8, 8) * 2 - 1
 
     def iterations(step):
-        for points in [(0,), (1,), (), (0, 1)]:  # pixel, h1, no mixup (D's full range), either
-            GAN.train_iteration(nets, opt_g, opt_d, Real(), step, cfg, points, torch.device("cpu"))
+        for mixer in mixers:
+            nets = GAN.Nets(G, D, G_train, D_train, mixer)
+            GAN.train_iteration(nets, opt_g, opt_d, Real(), step, cfg, torch.device("cpu"))
 
     iterations(0)
     assert len(d_calls) > 0 and len(g_calls) > 0  # both steps train through the compiled networks

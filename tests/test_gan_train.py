@@ -73,7 +73,7 @@ def test_discriminator_updates_per_generator_update():
     opt_d.register_step_post_hook(lambda *a: calls.append("D"))
     real = make_task(cfg, torch.device("cpu"))
     for step in range(2):
-        T.train_iteration(T.Nets.plain(G, D), opt_g, opt_d, real, step, cfg, (0, 1), torch.device("cpu"))
+        T.train_iteration(T.Nets.plain(G, D, ("pixel", "h1")), opt_g, opt_d, real, step, cfg, torch.device("cpu"))
     assert calls == ["D", "D", "D", "G"] * 2
 
 
@@ -98,7 +98,7 @@ def test_hidden_states_are_computed_once_per_discriminator_update():
     before, after = [], []
     D.stages[0].register_forward_hook(lambda m, i, o: before.append(len(i[0])))
     D.stages[2].register_forward_hook(lambda m, i, o: after.append(len(i[0])))
-    loss, parts = T.d_step(G, D, torch.randn(8, 2), torch.randn(8, G.z_dim), cfg, (2,))
+    loss, parts = T.d_step(G, D, torch.randn(8, 2), torch.randn(8, G.z_dim), cfg, T.LayerMixup(D, cfg.mix))
     assert before == [16]  # real and fake together, once
     assert after == [16 + 3 * 8]  # then real, fake and the three mixes together, from h2
     assert "d_mix" in parts and torch.isfinite(loss)
@@ -108,8 +108,8 @@ def test_no_mix_means_no_mixup_term():
     cfg = ring_cfg()
     assert cfg.mix == ()
     G, D = nets(cfg)
-    assert T.mixing_points(cfg, D) == ()
-    _, parts = T.d_step(G, D, torch.randn(8, 2), torch.randn(8, G.z_dim), cfg, ())
+    assert T.Nets.plain(G, D, cfg.mix).D_mix is None
+    _, parts = T.d_step(G, D, torch.randn(8, 2), torch.randn(8, G.z_dim), cfg)
     assert "d_mix" not in parts
 
 
@@ -153,7 +153,7 @@ def test_tiny_image_gan_completes_on_cpu(tmp_path, mix):
 def test_bad_mix_names_are_one_line_errors(tmp_path):
     result = run_module("gan.train", *TINY_DIGITS, "--mix", "h1,h9", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "unknown mixing point 'h9'" in result.stderr and "pixel, h1, h2, h3" in result.stderr
+    assert "unknown layer 'h9'" in result.stderr and "pixel, h1, h2, h3" in result.stderr
     result = run_module("gan.train", *TINY_DIGITS, "--mix-pairs", "rr", "--out", str(tmp_path / "run2"))
     assert result.returncode == 2 and "--mix-pairs" in result.stderr
 

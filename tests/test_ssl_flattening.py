@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from common.config import UsageError
-from common.mixup import resolve_points
+from common.layers import check_layers
 from ssl.flattening import BOTTLENECK, RECIPES, digits_net, main, parse_seeds, singular_value_summary
 
 from conftest import run_module
@@ -67,8 +67,8 @@ def test_summary_rejects_mismatched_shapes():
 
 def test_manifold_recipe_mixes_at_the_12_unit_bottleneck_only():
     net = digits_net(width=16, dropout=0.5)
-    assert resolve_points(RECIPES["manifold"].points, net.mix_points) == (BOTTLENECK,)
-    assert resolve_points(RECIPES["input"].points, net.mix_points) == (0,)
+    assert check_layers(net, RECIPES["manifold"].points) == (f"stages.{BOTTLENECK - 1}",)
+    assert check_layers(net, RECIPES["input"].points) == ("input",)
     x = torch.rand(5, 64)
     assert net(x, 0, BOTTLENECK).shape == (5, 12) and net(x).shape == (5, 10)
     net.eval()

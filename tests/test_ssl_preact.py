@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from common.config import UsageError
-from common.mixup import mixup_forward, resolve_points, sample_mix
+from common.layers import LayerMixup, check_layers
+from common.mixup import sample_mix
 from ssl.archs import ARCHS, build_classifier
 from ssl.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
 from ssl.wrn import WideResNet
@@ -51,8 +52,8 @@ def test_mixing_at_every_point_trains_the_stem(point):
     torch.manual_seed(0)
     model = PreActResNet((1, 1, 1, 1), num_classes=5)
     x, y = torch.randn(2, 3, 32, 32), torch.eye(5)[[1, 3]]
-    m = sample_mix(2, resolve_points(point, model.mix_points), alpha=2.0)
-    logits, targets = mixup_forward(model, x, y, m)
+    mixer = LayerMixup(model, point)
+    logits, targets = mixer(x, y, sample_mix(2, mixer.points, alpha=2.0))
     assert logits.shape == (2, 5) and torch.allclose(targets.sum(1), torch.ones(2, dtype=targets.dtype))
     torch.sum(-targets * logits.log_softmax(1)).backward()
     stem = model.stages[0][0].weight
@@ -65,7 +66,7 @@ def test_registry_names_its_networks_and_their_paper_mixing_points():
     assert ARCHS["wrn28_10"].paper_mix_points == ("pixel", "h1")
     model = build_classifier("preactresnet34", 100, 1)
     assert model.stages[0][0].in_channels == 1 and model.stages[-1][-1].out_features == 100
-    assert resolve_points(ARCHS["preactresnet34"].paper_mix_points, model.mix_points) == (0, 1, 2)
+    assert check_layers(model, ARCHS["preactresnet34"].paper_mix_points) == ("input", "stages.0", "stages.1")
 
 
 def test_wrn_28_10_follows_the_supervised_recipe():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from common.config import UsageError
-from common.mixup import resolve_points
+from common.layers import check_layers
 from ssl.spiral import BOTTLENECK, METHODS, hidden_box, main, make_spirals, spiral_net
 
 from conftest import run_module
@@ -40,8 +40,8 @@ def test_the_net_has_a_2d_bottleneck_and_manifold_mixes_up_to_it():
     net = spiral_net(width=8)
     x = torch.rand(4, 2)
     assert net(x, 0, BOTTLENECK).shape == (4, 2) and net(x).shape == (4, 2)
-    assert resolve_points(METHODS["manifold"][0], net.mix_points) == (0, 1, 2, BOTTLENECK)
-    assert resolve_points(METHODS["input"][0], net.mix_points) == (0,)
+    assert check_layers(net, METHODS["manifold"][0]) == ("input", "stages.0", "stages.1", f"stages.{BOTTLENECK - 1}")
+    assert check_layers(net, METHODS["input"][0]) == ("input",)
 
 
 def test_hidden_box_widens_the_bounding_box():

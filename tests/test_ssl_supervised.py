@@ -54,9 +54,9 @@ def test_table_1_config_follows_appendix_c_and_trains_one_update(path):
     net = build(network_args(c, 10, 1))
     opt = torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
     x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
-    points = T.eligible_points(c, net)
-    assert [net.mix_points[k] for k in points] == list(c.mix_points)
-    loss, parts = T.train_step(net, net, x, y, None, 0.0, c, points, 10, net=net)
+    mixer = T.eligible_layers(c, net)
+    assert mixer.labels == tuple(c.mix_points)
+    loss, parts = T.train_step(mixer, net, x, y, None, 0.0, c, 10, net=net)
     before = [p.detach().clone() for p in net.parameters()]
     loss.backward()
     opt.step()
@@ -72,7 +72,7 @@ def test_supervised_mixup_is_the_labelled_term_alone():
     seen = []
     net.stages[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
     torch.manual_seed(3)
-    loss, parts = T.train_step(net, net, x, y, None, 1.0, c, (0, 1, 2), 10)
+    loss, parts = T.train_step(T.LayerMixup(net, "pixel,h1,h2"), net, x, y, None, 1.0, c, 10)
     assert seen == [6] and set(parts) == {"loss_sup"}  # one labelled forward pass, no pseudolabels
     torch.manual_seed(3)
     m = sample_mix(6, (0, 1, 2), c.alpha_sup)

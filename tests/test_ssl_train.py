@@ -91,7 +91,7 @@ def test_pseudolabels_carry_no_gradient():
             seen.append((torch.is_grad_enabled(), out.requires_grad))
             return out
 
-    loss, _ = T.train_step(model, Teacher(), x_l, y_l, x_u, 1.0, cfg(), (0, 1, 2), 10)
+    loss, _ = T.train_step(T.LayerMixup(model, "pixel,h1,h2"), Teacher(), x_l, y_l, x_u, 1.0, cfg(), 10)
     loss.backward()
     assert seen == [(False, False)]
 
@@ -100,7 +100,7 @@ def test_supervised_makes_no_unlabelled_forward_pass():
     model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
     batch_sizes = []
     model.stages[0].register_forward_hook(lambda m, i, o: batch_sizes.append(i[0].shape[0]))
-    T.train_step(model, model, x_l, y_l, x_u, 1.0, cfg(method="supervised"), (0,), 10)
+    T.train_step(T.LayerMixup(model, "input"), model, x_l, y_l, x_u, 1.0, cfg(method="supervised"), 10)
     assert batch_sizes == [len(x_l)]
     # ... and the data side never draws unlabelled indices for it
     from common.data import make_split
@@ -115,7 +115,7 @@ def test_loss_on_a_fixed_batch_matches_a_hand_computation(consistency):
     model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
     c = cfg(consistency=consistency)
     torch.manual_seed(5)
-    loss, parts = T.train_step(model, model, x_l, y_l, x_u, 0.7, c, (0, 1, 2), 10)
+    loss, parts = T.train_step(T.LayerMixup(model, "pixel,h1,h2"), model, x_l, y_l, x_u, 0.7, c, 10)
 
     # The same draws, the formulas written out: eq. 1 on both batches, CE + w·MSE + L1.
     torch.manual_seed(5)
@@ -140,11 +140,13 @@ def test_loss_on_a_fixed_batch_matches_a_hand_computation(consistency):
     torch.testing.assert_close(loss, ce + 0.7 * mse)  # the loop adds L1 (test above) and SGD the L2
 
 
-def test_eligible_points_per_method():
+def test_eligible_layers_per_method():
     model = tiny_model()
-    assert T.eligible_points(cfg(method="input", mix_points="h1,h2"), model) == (0,)
-    assert T.eligible_points(cfg(method="manifold"), model) == (0, 1, 2)
-    assert T.eligible_points(cfg(method="manifold", mix_points="input,h3"), model) == (0, 3)
+    assert T.eligible_layers(cfg(method="input", mix_points="h1,h2"), model).names == ("input",)
+    assert T.eligible_layers(cfg(method="supervised"), model).names == ("input",)
+    assert T.eligible_layers(cfg(method="manifold"), model).names == ("input", "stages.0", "stages.1")
+    assert T.eligible_layers(cfg(method="manifold", mix_points="input,h3"), model).names == ("input", "stages.2")
+    assert T.eligible_layers(cfg(method="manifold", mix_points="pixel,stages.2"), model).labels == ("pixel", "stages.2")
 
 
 def test_ema_update_moves_towards_the_model():
@@ -252,7 +254,7 @@ def test_command_line_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = run_module("ssl.train", *TINY, "--method", "mixup", "--out", str(tmp_path / "a"))
     assert bad.returncode == 2 and "invalid value 'mixup'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     bad = run_module("ssl.train", *TINY, "--mix-points", "h9", "--out", str(tmp_path / "b"))
-    assert bad.returncode == 2 and "unknown mixing point 'h9'" in bad.stderr
+    assert bad.returncode == 2 and "unknown layer 'h9'" in bad.stderr
     bad = run_module("ssl.train", *TINY, "--labels", "15", "--out", str(tmp_path / "c"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
@@ -315,7 +317,7 @@ def consistency_gradient_ratio(consistency: str, seeds=(0, 1, 2, 3)) -> float:
         for w in (0.0, 1.0):  # the same draws twice: supervised alone, then with the consistency term
             torch.manual_seed(seed)
             model.zero_grad()
-            T.train_step(model, model, x_l, y_l, x_u, w, c, (0, 1, 2), 10)[0].backward()
+            T.train_step(T.LayerMixup(model, "pixel,h1,h2"), model, x_l, y_l, x_u, w, c, 10)[0].backward()
             grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
         ratios.append(float((grads[1] - grads[0]).norm() / grads[0].norm()))
     return sum(ratios) / len(ratios)
@@ -455,8 +457,9 @@ def test_log_line_shows_every_term_of_the_loss():
 
 def test_supervised_run_names_no_mixing_points():
     model = tiny_model()
-    assert T.mixing_description(cfg(method="supervised"), model, (0,)) == "no mixup"
-    assert T.mixing_description(cfg(), model, (0, 1, 2)) == "mixing points pixel, h1, h2, α 0.1"
+    assert T.mixing_description(cfg(method="supervised"), T.LayerMixup(model, "input")) == "no mixup"
+    mixer = T.LayerMixup(model, "pixel,h1,h2")
+    assert T.mixing_description(cfg(), mixer) == "mixing points pixel, h1, h2, α 0.1"
 
 
 def test_summary_reports_errors_in_percent_with_run_directory_and_wall_time():
@@ -477,6 +480,39 @@ def test_input_mixup_refuses_mixing_points_it_would_ignore(tmp_path):
 def test_the_loss_of_an_update_includes_the_l1_term_of_the_plain_network():
     model, (x_l, y_l, x_u) = tiny_model(), tiny_batch()
     c = cfg(method="supervised", l1="0.01", l1_scope="all")
-    loss, parts = T.train_step(model, model, x_l, y_l, x_u, 1.0, c, (0,), 10, net=model)
+    loss, parts = T.train_step(T.LayerMixup(model, "input"), model, x_l, y_l, x_u, 1.0, c, 10, net=model)
     torch.testing.assert_close(parts["loss_l1"], 0.01 * T.l1_penalty(model).detach())
     torch.testing.assert_close(loss.detach(), parts["loss_sup"] + parts["loss_l1"])
+
+
+# --- any torchvision classifier (--arch torchvision:NAME) --------------------------------------------------------
+
+TORCHVISION = [  # the digits protocol without digits.yaml's WRN fields, on a torchvision ResNet-18
+    *("--dataset", "digits", "--labels", "50", "--val-size", "200", "--zca", "false", "--translate", "1"),
+    *("--batch-size", "16", "--unlabelled-batch-size", "16", "--epochs", "1", "--iterations-per-epoch", "3"),
+    *("--log-every", "3", "--device", "cpu", "--arch", "torchvision:resnet18"),
+]
+
+
+def test_a_torchvision_network_trains_at_its_named_layers_and_its_checkpoint_rebuilds_it(tmp_path):
+    from common.registry import build
+
+    out = tmp_path / "run"
+    assert T.main([*TORCHVISION, "--mix-points", "input,layer1,layer2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["updates"] == 3 and math.isfinite(summary["final_test_nll"])
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["model_args"] == {"arch": "torchvision:resnet18", "args": {"num_classes": 10, "in_channels": 1}}
+    net = build(state["model_args"])
+    net.load_state_dict(state["model"])  # the same module names: the trainer trained torchvision's network
+    assert net.conv1.in_channels == 1
+
+
+def test_a_torchvision_network_without_named_layers_is_refused_for_manifold_mixup(tmp_path):
+    result = run_module("ssl.train", *TORCHVISION, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "has no recipe for its mixing layers" in result.stderr and "--mix-points input,layer1" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = run_module("ssl.train", *TORCHVISION, "--mix-points", "layer9", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "unknown layer 'layer9'" in result.stderr and "layer1" in result.stderr
+    assert not (tmp_path / "run").exists()

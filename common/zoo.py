@@ -1,0 +1,47 @@
+"""Other libraries' classifiers by name, for :func:`common.registry.build`: ``torchvision:NAME``.
+
+    python -m ssl.train --arch torchvision:resnet18 --mix-points input,layer1,layer2
+
+torchvision's classifiers are built for 224-pixel ImageNet images. On this package's 8- to 32-pixel images
+a ResNet gets the CIFAR stem (a 3×3 stride-1 first convolution taking ``in_channels``, no max pool; the
+variant of the mixup papers); other families keep their stem and need 3-channel images. No weights are
+downloaded: every network starts from torchvision's initialisation.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from torch import nn
+
+from common.config import UsageError
+from common.registry import Constructor, register_prefix
+
+
+def torchvision_classifier(name: str) -> Constructor:
+    """The constructor of torchvision's classifier ``name``; an unknown name is a UsageError naming the closest."""
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"for example {', '.join(names[:4])}"
+        raise UsageError(f"torchvision has no classifier {name!r} ({hint}; torchvision.models.list_models() lists all)")
+
+    def build(num_classes: int, in_channels: int = 3) -> nn.Module:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        if isinstance(model, torchvision.models.ResNet):
+            width = model.conv1.out_channels
+            model.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)  # the CIFAR stem
+            model.maxpool = nn.Identity()
+        elif in_channels != 3:
+            raise UsageError(
+                f"torchvision:{name} takes 3-channel images, these have {in_channels}: use a torchvision ResNet "
+                "(its stem is rebuilt for any channel count) or a 3-channel dataset"
+            )
+        return model
+
+    return build
+
+
+register_prefix("torchvision", torchvision_classifier)

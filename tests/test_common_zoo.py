@@ -1,0 +1,44 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from common.config import UsageError
+from common.layers import LayerMixup
+from common.mixup import sample_mix
+from common.registry import build, spec
+
+
+def test_a_torchvision_resnet_gets_the_cifar_stem_for_any_channel_count():
+    torch.manual_seed(0)
+    model = build(spec("torchvision:resnet18", num_classes=10, in_channels=1))
+    assert isinstance(model, torchvision.models.ResNet)
+    assert (model.conv1.in_channels, model.conv1.kernel_size, model.conv1.stride) == (1, (3, 3), (1, 1))
+    assert isinstance(model.maxpool, nn.Identity) and model.fc.out_features == 10
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_it_mixes_at_named_layers_and_the_gradient_reaches_the_stem():
+    torch.manual_seed(0)
+    model = build(spec("torchvision:resnet18", num_classes=10, in_channels=3))
+    mixer = LayerMixup(model, "input,layer1,layer2")
+    x, y = torch.randn(4, 3, 16, 16), torch.eye(10)[:4]
+    for _ in range(3):
+        logits, y_mixed = mixer(x, y, sample_mix(4, mixer.points, alpha=2.0))
+        (-(y_mixed * logits.log_softmax(1)).sum(1).mean()).backward()
+        assert model.conv1.weight.grad.abs().sum() > 0
+        model.zero_grad()
+
+
+def test_other_families_keep_their_stem_and_refuse_other_channel_counts():
+    model = build(spec("torchvision:mobilenet_v2", num_classes=5, in_channels=3))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    with pytest.raises(UsageError, match=r"takes 3-channel images, these have 1") as e:
+        build(spec("torchvision:mobilenet_v2", num_classes=5, in_channels=1))
+    assert "\n" not in str(e.value)
+
+
+def test_an_unknown_torchvision_name_names_the_closest():
+    with pytest.raises(UsageError, match=r"no classifier 'resnet181' \(closest: resnet18") as e:
+        build(spec("torchvision:resnet181", num_classes=10))
+    assert "\n" not in str(e.value)
