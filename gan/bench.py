@@ -71,7 +71,9 @@ def make_iteration(path: str, overrides: dict, device: torch.device, base: dict)
     counter = iter(range(10**9))
 
     def iteration():
-        train_iteration(nets, opt_g, opt_d, real, next(counter), cfg, device, speed)
+        step = next(counter)
+        torch.manual_seed(step)  # the n-th iteration of every variant and path draws the same batch, k, λ, noise
+        train_iteration(nets, opt_g, opt_d, real, step, cfg, device, speed)
 
     return iteration, cfg.n_dis * cfg.batch_size
 

@@ -18,7 +18,8 @@ achieved rate, on the CPU too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -128,13 +129,26 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
     def ssl_manifold_staged():
         ssl_manifold(StagedCalls(model, (0, 1, 2)))
 
-    return {
+    steps = {
         "supervised, no mixup": (supervised, batch),
         "supervised, manifold mixup": (supervised_mixup, batch),
         "SSL step, mixing off": (ssl_no_mix, 2 * batch),
         "SSL step, Algorithm 1": (ssl_manifold, 2 * batch),
         "SSL step, Algorithm 1, staged calls": (ssl_manifold_staged, 2 * batch),
     }
+    return {kind: (same_draws(step), n) for kind, (step, n) in steps.items()}
+
+
+def same_draws(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` whose n-th call draws its batch, k, λ and permutations from seed n: every kind and path sees the
+    same sequence of mixing points (their costs differ by 20%, so unequal draws would bias the medians)."""
+    calls = itertools.count()
+
+    def seeded() -> None:
+        torch.manual_seed(next(calls))
+        step()
+
+    return seeded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
