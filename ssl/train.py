@@ -329,7 +329,8 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
                 logged = meter.flush(dist)
                 rate = throughput.rate(step, cfg.batch_size + len(idx_u) * dist.world)
                 times = {"img_per_s": rate, "wall_s": s.wall()}
-                s.run.log(step=step, epoch=step / ipe, lr=lr, w=w, **logged, time=times)
+                weight = {"w": w} if x_u is not None else {}  # no consistency term with --labels all
+                s.run.log(step=step, epoch=step / ipe, lr=lr, **weight, **logged, time=times)
                 s.say(log_line(step, total, ipe, lr, w, logged, rate))
                 if (code := s.check_losses(logged, step)) is not None:
                     return code

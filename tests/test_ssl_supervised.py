@@ -156,6 +156,7 @@ def test_labels_all_end_to_end_without_validation(tmp_path, capsys):
     assert {"final_test_error", "final_test_nll"} <= set(summary) and "test_error_at_best_val" not in summary
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("test_acc" in m for m in metrics) and not any("val_acc" in m for m in metrics)
+    assert any("loss" in m for m in metrics) and not any("w" in m for m in metrics)  # no consistency weight to plot
     with np.load(out / "split.npz") as split:
         assert len(split["val"]) == 0 and np.array_equal(split["labelled"], split["unlabelled"])
         assert len(split["labelled"]) == 1297
