@@ -112,24 +112,6 @@ def apply_mixes(h_real: Tensor, h_fake: Tensor, draws: Sequence[PairMix]) -> Ten
     return torch.cat(mixes)
 
 
-def make_mixes(
-    h_real: Tensor,
-    h_fake: Tensor,
-    pairs: Sequence[str],
-    labels: Literal["soft", "fake"],
-    lam_dist: Literal["uniform", "beta"],
-    alpha: float,
-    per_example: bool = False,
-) -> tuple[Tensor, list[Tensor]]:
-    """Mixes of hidden states for each pair type (ICML eq. 4): (mixes (P·B, ...), labels, one per type).
-
-    :func:`sample_mixes` then :func:`apply_mixes`. Per-batch labels are CPU scalars (no device
-    synchronisation); per-example labels are (B,) float32 tensors on the states' device.
-    """
-    draws = sample_mixes(pairs, labels, lam_dist, alpha, len(h_fake), per_example, h_fake.device)
-    return apply_mixes(h_real, h_fake, draws), [d.target for d in draws]
-
-
 def mixup_loss(d_mixes: Tensor, targets: Sequence[Tensor], loss: Loss) -> Tensor:
     """The mixup term of D (ICML eq. 6-7): ONE expectation over all P·B mixes of the soft-label loss.
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from common.staged import StagedNet
-from gan.losses import d_loss, g_loss, make_mixes, mix_real_fraction, mixup_loss, soft_label_loss
+from gan.losses import apply_mixes, d_loss, g_loss, mix_real_fraction, mixup_loss, sample_mixes, soft_label_loss
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,12 @@ def test_ordinary_losses():
 def linear_d():
     torch.manual_seed(0)
     return StagedNet([torch.nn.Linear(4, 6), torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Flatten(0))])
+
+
+def make_mixes(h_real, h_fake, pairs, labels, lam_dist, alpha, per_example=False):
+    """What d_step does at the mixing layer: draw every pair type's λ (and ff permutation), then mix."""
+    draws = sample_mixes(pairs, labels, lam_dist, alpha, len(h_fake), per_example, h_fake.device)
+    return apply_mixes(h_real, h_fake, draws), [d.target for d in draws]
 
 
 def test_fake_fake_mixes_never_touch_real_states():
