@@ -4,6 +4,7 @@ median of many, and a markdown table."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import time
@@ -39,7 +40,6 @@ def time_steps(
     device: torch.device,
     warmup: int,
     repeat: int,
-    count_flops: bool = False,
 ) -> list[Timing]:
     """Median wall time per call of each ``(name, step, images)`` case.
 
@@ -65,15 +65,47 @@ def time_steps(
             if device.type == "cuda":
                 peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated(device) / 2**20)
     timings = []
-    for name, step, images in cases:
-        flops = None
-        if count_flops:
-            with FlopCounterMode(display=False) as counter:
-                step()
-            flops = float(counter.get_total_flops())
+    for name, _, images in cases:
         peak = peaks[name] if device.type == "cuda" else None
-        timings.append(Timing(name, 1000 * statistics.median(times[name]), images, peak, flops))
+        timings.append(Timing(name, 1000 * statistics.median(times[name]), images, peak))
     return timings
+
+
+def count_flops(step: Callable[[], object]) -> float:
+    """Floating-point operations of one call of ``step`` (torch.utils.flop_counter)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def time_paths(
+    cases: Sequence[tuple[str, Callable[[], object], int]],
+    first_path: str,
+    device: torch.device,
+    warmup: int,
+    repeat: int,
+) -> list[Timing]:
+    """:func:`time_steps` over every ``"path: kind"`` case in turns, with FLOPs counted once, on the cases of
+    ``first_path`` (one extra call each), and shared with the other paths' cases of the same kind."""
+    rows = time_steps(cases, device, warmup, repeat)
+    for row, (name, step, _) in zip(rows, cases):
+        if name.startswith(f"{first_path}: "):
+            row.flops = count_flops(step)
+    share_flops(rows)
+    return rows
+
+
+def same_draws(step: Callable[[], object]) -> Callable[[], None]:
+    """``step`` whose n-th call draws from seed n (its batch, mixing point, λ, permutations, noise): cases made
+    with it see the same random sequence, so their medians differ only by what they compute (a step mixed at
+    one layer can cost 20% more than at another, so unequal draws would bias a comparison)."""
+    calls = itertools.count()
+
+    def seeded() -> None:
+        torch.manual_seed(next(calls))
+        step()
+
+    return seeded
 
 
 def share_flops(rows: Sequence[Timing]) -> None:

@@ -23,8 +23,8 @@ from common.benchmark import (
     check_timing_args,
     machine,
     markdown_table,
-    share_flops,
-    time_steps,
+    same_draws,
+    time_paths,
 )
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
@@ -71,11 +71,9 @@ def make_iteration(path: str, overrides: dict, device: torch.device, base: dict)
     counter = iter(range(10**9))
 
     def iteration():
-        step = next(counter)
-        torch.manual_seed(step)  # the n-th iteration of every variant and path draws the same batch, k, λ, noise
-        train_iteration(nets, opt_g, opt_d, real, step, cfg, device, speed)
+        train_iteration(nets, opt_g, opt_d, real, next(counter), cfg, device, speed)
 
-    return iteration, cfg.n_dis * cfg.batch_size
+    return same_draws(iteration), cfg.n_dis * cfg.batch_size  # every variant and path: the same batch, k, λ, noise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,9 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in paths
         for name, overrides in VARIANTS.items()
     ]
-    rows = time_steps(cases, device, args.warmup, args.repeat)  # every path and variant in turns
-    first = [c for c in cases if c[0].startswith(f"{paths[0]}: ")]
-    share_flops(time_steps(first, device, 0, 1, count_flops=True) + rows)  # FLOPs: counted once per variant
+    rows = time_paths(cases, paths[0], device, args.warmup, args.repeat)  # every path and variant in turns
     print()
     print(markdown_table(rows))
     print()

@@ -18,8 +18,7 @@ achieved rate, on the CPU too.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +29,8 @@ from common.benchmark import (
     check_timing_args,
     machine,
     markdown_table,
-    share_flops,
-    time_steps,
+    same_draws,
+    time_paths,
 )
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
@@ -139,18 +138,6 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
     return {kind: (same_draws(step), n) for kind, (step, n) in steps.items()}
 
 
-def same_draws(step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` whose n-th call draws its batch, k, λ and permutations from seed n: every kind and path sees the
-    same sequence of mixing points (their costs differ by 20%, so unequal draws would bias the medians)."""
-    calls = itertools.count()
-
-    def seeded() -> None:
-        torch.manual_seed(next(calls))
-        step()
-
-    return seeded
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m ssl.bench", description=__doc__.split("\n\n")[0])
     add_timing_args(parser, list(PATHS), "straightforward,plain,amp,fast", "steps")
@@ -176,9 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, (step, n) in make_steps(path, device, cfg, args.batch_size).items()
         if args.kinds == "all" or kind.startswith("SSL")
     ]
-    rows = time_steps(cases, device, args.warmup, args.repeat)  # every path and kind in turns
-    first = [c for c in cases if c[0].startswith(f"{paths[0]}: ")]
-    share_flops(time_steps(first, device, 0, 1, count_flops=True) + rows)  # FLOPs: counted once per kind
+    rows = time_paths(cases, paths[0], device, args.warmup, args.repeat)  # every path and kind in turns
     print()
     print(markdown_table(rows))
     print()

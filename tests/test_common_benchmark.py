@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from common.benchmark import Timing, check_timing_args, markdown_table, time_steps
+from common.benchmark import Timing, check_timing_args, markdown_table, same_draws, time_paths, time_steps
 from common.config import UsageError
 
 
@@ -14,6 +14,30 @@ def test_cases_are_warmed_up_then_timed_in_turns():
     timings = time_steps(cases, torch.device("cpu"), warmup=2, repeat=3)
     assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
     assert [t.name for t in timings] == ["a", "b"] and all(t.ms >= 0 for t in timings)
+
+
+def test_same_draws_gives_every_case_the_same_random_sequence():
+    seen = {"a": [], "b": []}
+    cases = {name: same_draws(lambda name=name: seen[name].append(float(torch.rand(())))) for name in seen}
+    for _ in range(3):
+        cases["a"]()
+        torch.rand(5)  # anything drawn between the calls does not shift the next draw
+        cases["b"]()
+    assert seen["a"] == seen["b"] and len(set(seen["a"])) == 3
+
+
+def test_time_paths_counts_flops_on_the_first_path_only_and_shares_them_by_kind():
+    x = torch.randn(8, 8)
+    calls = []
+
+    def matmul(path):
+        return lambda: calls.append(path) or x @ x
+
+    cases = [(f"{p}: mm", matmul(p), 8) for p in ("plain", "amp")]
+    rows = time_paths(cases, "plain", torch.device("cpu"), warmup=0, repeat=2)
+    assert [r.name for r in rows] == ["plain: mm", "amp: mm"]
+    assert rows[0].flops == rows[1].flops == 2 * 8**3  # counted once, on plain
+    assert calls == ["plain", "amp"] * 2 + ["plain"]  # in turns, then one counting call of the first path
 
 
 def test_median_and_throughput():
