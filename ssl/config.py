@@ -206,7 +206,8 @@ def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
 
 def check_method(cfg: SSLConfig) -> None:
     """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored
-    (the network's default set and the WRN's, which the shipped SSL configs spell out, are not refused)."""
+    (the network's default set and the WRN's, which the shipped SSL configs spell out, are not refused).
+    A torchvision network has no recipe: Manifold Mixup on it needs its layers named."""
     wrn_points = cfg.mix_points is not None and tuple(cfg.mix_points) == DEFAULT_MIX_POINTS  # e.g. from a config
     check(
         not (cfg.from_torchvision and cfg.method == "manifold" and (cfg.mix_points is None or wrn_points)),
