@@ -5,6 +5,9 @@
 # script can be stopped and started again. Each run's wall time goes to OUT/<name>.wall_s.
 #   bash experiments/ssl_laptop_tier.sh                  # SSL, 4,000 labels: OUT=runs/laptop
 #   TIER=supervised bash experiments/ssl_laptop_tier.sh  # every label:      OUT=runs/laptop-sup
+#   TIER=lowlabel bash experiments/ssl_laptop_tier.sh    # 4,000 labels and nothing else: OUT=runs/lowlabel
+#     (3 methods x 3 seeds first, then the α, layer-set and loss ablations on seeds 0 and 1; ONLY=main stops
+#     after the 3 x 3, ONLY=ablations runs the ablations alone)
 set -euo pipefail
 TIER=${TIER:-ssl}
 DATA=${DATA:-data/cifar10-jpeg75}
@@ -14,14 +17,33 @@ export OMP_NUM_THREADS=1
 case $TIER in
   ssl) CONFIG=configs/ssl/cifar10-4k-laptop.yaml OUT=${OUT:-runs/laptop} ;;
   supervised) CONFIG=configs/ssl/cifar10-supervised-laptop.yaml OUT=${OUT:-runs/laptop-sup} ;;
-  *) echo "TIER must be ssl or supervised, got '$TIER'" >&2; exit 2 ;;
+  lowlabel) CONFIG=configs/ssl/cifar10-4k-supervised.yaml OUT=${OUT:-runs/lowlabel} ;;
+  *) echo "TIER must be ssl, supervised or lowlabel, got '$TIER'" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 declare -A FLAGS=(
   [supervised]="--method supervised" [input]="--method input" [manifold]="--method manifold"
   [manifold-ema]="--pseudolabels ema" [manifold-w0]="--w-max 0" [manifold-prob]="--consistency prob"
+  # lowlabel ablations: α of Manifold Mixup (ICML Table 4's question), eligible sets at α 2 (ICML Table 6's), loss
+  [manifold-a0.5]="--method manifold --alpha-sup 0.5" [manifold-a1]="--method manifold --alpha-sup 1"
+  [manifold-a4]="--method manifold --alpha-sup 4"
+  [set-pixel]="--method manifold --mix-points pixel" [set-h1]="--method manifold --mix-points h1"
+  [set-pixel-h1]="--method manifold --mix-points pixel,h1" [set-h1-h2]="--method manifold --mix-points h1,h2"
+  [set-all]="--method manifold --mix-points pixel,h1,h2,h3"
+  [supervised-bce]="--method supervised --loss bce" [manifold-bce]="--method manifold --loss bce"
 )
+ABLATIONS="manifold-a0.5 manifold-a1 manifold-a4 set-pixel set-h1 set-pixel-h1 set-h1-h2 set-all supervised-bce
+  manifold-bce"
 jobs_in_order() {  # what a time-boxed session needs first: every method on seed 0, then the other seeds
+  if [ "$TIER" = lowlabel ]; then
+    if [ "${ONLY:-}" != ablations ]; then
+      for seed in 0 1 2; do echo supervised-s$seed manifold-s$seed input-s$seed; done
+    fi
+    if [ "${ONLY:-}" != main ]; then
+      for seed in 0 1; do for a in $ABLATIONS; do echo "$a-s$seed"; done; done
+    fi
+    return
+  fi
   if [ "$TIER" = supervised ]; then
     for seed in 0 1 2; do echo supervised-s$seed manifold-s$seed input-s$seed; done
     return

@@ -34,6 +34,11 @@ class SSLConfig:
         "labelled training images, the same number per class; 'all': every non-validation image is labelled "
         "(supervised training: no unlabelled batch, an epoch is one pass over the training set)",
     )
+    labelled_only: bool = opt(
+        False,
+        "train on the --labels labelled images alone (no unlabelled batch; the other training images are unused): "
+        "the low-label supervised tier (preprint §4.2); implied by --labels all",
+    )
     val_size: int | None = opt(None, "validation images held out of training (default: the dataset's protocol)")
     split: str | None = opt(None, "reuse the split.npz of another run, to compare methods on the same labels")
     zca: bool = opt(True, "ZCA-whiten inputs, fitted on the non-validation training images")
@@ -62,6 +67,11 @@ class SSLConfig:
         None, "α of λ ~ Beta(α, α) for the labelled batch (default: 0.1; with --labels all 2.0, or 1.0 for input)"
     )
     alpha_unsup: float = opt(2.0, "α of λ ~ Beta(α, α) for the unlabelled batch")
+    loss: Literal["ce", "bce"] = opt(
+        "ce",
+        "supervised loss: cross-entropy with the (mixed) one-hot targets, or the released supervised code's "
+        "BCE(softmax(logits), targets) summed over classes, whose gradient is several times weaker",
+    )
     per_example_lam: bool = opt(False, "one λ per example instead of one per batch")
     consistency: Literal["logit", "prob"] = opt(
         "logit", "MSE between logits (the code behind the paper's numbers) or softmax outputs (README: Recipes)"
@@ -88,6 +98,11 @@ class SSLConfig:
     )
     # evaluation and bookkeeping
     eval_every: int = opt(1, "evaluate every N epochs")
+    eval_test: Literal["every", "best"] = opt(
+        "every",
+        "evaluate the test set at every evaluation, or only when the validation accuracy improves and at the end "
+        "(best: the same best-validation result at a fraction of the cost)",
+    )
     eval_batch_size: int = opt(500, "batch size for evaluation")
     log_every: int = opt(50, "log training losses every N updates")
     checkpoint_every: int = opt(1, "checkpoint every N epochs")
@@ -105,7 +120,7 @@ class SSLConfig:
         check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
         check(
-            self.method == "supervised" or self.all_labels or self.unlabelled_batch_size > 0,
+            self.method == "supervised" or self.labels_only or self.unlabelled_batch_size > 0,
             f"--method {self.method} needs --unlabelled-batch-size > 0",
         )
         check_number("--alpha-sup", self.alpha_sup, gt=0)
@@ -169,11 +184,12 @@ class SSLConfig:
         if self.mix_points is None and not self.from_torchvision:  # torchvision: no recipe, see check_method
             set_("mix_points", default_mix_points(self))
         if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
-            set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.all_labels else 0.1)
-        if self.all_labels:
+            set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.labels_only else 0.1)
+        if self.labels_only:
+            how = "--labels all" if self.all_labels else "--labelled-only"
             check(
                 self.pseudolabels == "model",
-                "--pseudolabels ema needs unlabelled images, but --labels all trains on labels only; drop it",
+                f"--pseudolabels ema needs unlabelled images, but {how} trains on labels only; drop it",
             )
             set_("unlabelled_batch_size", 0)  # every image is labelled: Algorithm 1 without its unlabelled batch
 
@@ -181,6 +197,11 @@ class SSLConfig:
     def all_labels(self) -> bool:
         """--labels all: supervised training (no mixup, or supervised Input/Manifold Mixup)."""
         return self.labels == ALL
+
+    @property
+    def labels_only(self) -> bool:
+        """No unlabelled batch: --labels all or --labelled-only (supervised training on the labelled images)."""
+        return self.all_labels or self.labelled_only
 
     @property
     def from_torchvision(self) -> bool:

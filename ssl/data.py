@@ -57,24 +57,26 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
 
     images = train.images.to(device)
     zca = None
-    if cfg.zca:  # fitted on every non-validation training image, in the layout it is applied to, on the device
-        unlabelled = torch.as_tensor(split.unlabelled, device=device)
-        zca = ZCA.fit(normalize(images[unlabelled], info.mean, info.std))
+    if cfg.zca:  # fitted on the images the run trains on (every non-validation one unless --labelled-only),
+        # in the layout it is applied to, on the device
+        fit_on = torch.as_tensor(split.labelled if cfg.labelled_only else split.unlabelled, device=device)
+        zca = ZCA.fit(normalize(images[fit_on], info.mean, info.std))
     preprocess = Preprocess(
         mean=info.mean, std=info.std, zca=zca, translate=cfg.translate, flip=info.flip if cfg.flip is None else cfg.flip
     )
     # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
     # With --labels all there is no unlabelled batch and an epoch is one pass over the (labelled) training set.
-    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
-    if cfg.all_labels:
+    unlabelled_bs = 0 if cfg.method == "supervised" or cfg.labels_only else cfg.unlabelled_batch_size
+    if cfg.labels_only:
         ipe = cfg.iterations_per_epoch or max(1, len(split.labelled) // cfg.batch_size)
-        use = "all labelled, no unlabelled batch"
+        unused = len(split.unlabelled) - len(split.labelled)
+        use = "all labelled, no unlabelled batch" if cfg.all_labels else f"labelled only, {unused} unused"
     else:
         ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
         use = f"{len(split.labelled)} labelled; all {len(split.unlabelled)} used as unlabelled"
     batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe, device=device)
     say(
-        f"data: {cfg.dataset} | train {len(split.unlabelled)} ({use}) | validation {len(split.val)} "
+        f"data: {cfg.dataset} | train {len(split.labelled) if cfg.labelled_only else len(split.unlabelled)} ({use}) | validation {len(split.val)} "
         f"| test {len(test.labels)} | {batches.iterations_per_epoch} updates per epoch"
     )
     return Data(

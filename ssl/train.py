@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,7 @@ def train_step(
     objective alone.
     """
     if cfg.method == "supervised":
-        loss = F.cross_entropy(mixer.model(x_l).float(), y_l)
+        loss = supervised_loss(mixer.model(x_l), F.one_hot(y_l, num_classes).float(), cfg.loss)
         parts = {"loss_sup": loss.detach()}
     elif x_u is None:  # --labels all: supervised mixup, the labelled term of Algorithm 1 alone
         loss = supervised_mixup_loss(mixer, x_l, y_l, cfg, num_classes)
@@ -125,7 +126,17 @@ def supervised_mixup_loss(mixer: LayerMixup, x_l: Tensor, y_l: Tensor, cfg: SSLC
     with α = ``cfg.alpha_sup`` (the input alone: Input Mixup)."""
     mix_l = sample_mix(len(x_l), mixer.points, cfg.alpha_sup, per_example=cfg.per_example_lam, device=x_l.device)
     logits_l, y_mixed = mixer(x_l, F.one_hot(y_l, num_classes).float(), mix_l)
-    return soft_cross_entropy(logits_l, y_mixed)
+    return supervised_loss(logits_l, y_mixed, cfg.loss)
+
+
+def supervised_loss(logits: Tensor, targets: Tensor, kind: str = "ce") -> Tensor:
+    """The loss of logits (B, C) against targets (B, C) that sum to 1 (one-hot or mixed): ``ce`` is the soft
+    cross-entropy; ``bce`` is the released supervised code's ``BCELoss(softmax(logits), targets)``, the binary
+    cross-entropy of each class's probability averaged over batch and classes."""
+    if kind == "ce":
+        return soft_cross_entropy(logits, targets)
+    with torch.autocast(logits.device.type, enabled=False):  # CUDA autocast refuses binary_cross_entropy
+        return F.binary_cross_entropy(logits.float().softmax(1), targets.float())
 
 
 def mixup_objective(
@@ -175,38 +186,69 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, preprocess: Prepr
     return {"acc": correct.item() / n, "nll": nll.item() / n}
 
 
-def evaluate_all(model: nn.Module, data: Data, cfg: SSLConfig, prefix: str = "") -> dict[str, float]:
-    """Validation accuracy (none with --val-size 0), test accuracy and test NLL."""
+def evaluate_all(
+    model: nn.Module,
+    data: Data,
+    cfg: SSLConfig,
+    prefix: str = "",
+    test: bool = True,
+    train: bool = False,
+    val: bool = True,
+) -> dict[str, float]:
+    """Validation accuracy and NLL (none with --val-size 0, or ``val`` False); test accuracy and NLL unless
+    ``test`` is False; with ``train``, accuracy and NLL on the clean labelled training images (the fit)."""
     metrics = {}
-    if len(data.split.val):
-        val_idx = torch.as_tensor(data.split.val, device=data.train.device)
-        val = evaluate(model, data.train[val_idx], data.train_labels[val_idx], data.preprocess, cfg.eval_batch_size)
-        metrics[f"{prefix}val_acc"] = val["acc"]
-    test = evaluate(model, data.test, data.test_labels, data.preprocess, cfg.eval_batch_size)
-    return metrics | {f"{prefix}test_acc": test["acc"], f"{prefix}test_nll": test["nll"]}
+
+    def subset(name: str, indices) -> None:
+        idx = torch.as_tensor(indices, device=data.train.device)
+        result = evaluate(model, data.train[idx], data.train_labels[idx], data.preprocess, cfg.eval_batch_size)
+        metrics.update({f"{prefix}{name}_acc": result["acc"], f"{prefix}{name}_nll": result["nll"]})
+
+    if val and len(data.split.val):
+        subset("val", data.split.val)
+    if train:
+        subset("train", data.split.labelled)
+    if test:
+        result = evaluate(model, data.test, data.test_labels, data.preprocess, cfg.eval_batch_size)
+        metrics |= {f"{prefix}test_acc": result["acc"], f"{prefix}test_nll": result["nll"]}
+    return metrics
 
 
 def summarize(evals: list[dict], prefix: str = "") -> dict[str, float]:
-    """Test error at the best validation accuracy (the paper), the median of the last 20 (FixMatch) and the
-    final one. Without a validation set (--val-size 0, as the ICML supervised runs) there is no best-validation
+    """Test error at the best validation accuracy (the paper), the median of the last 20 test evaluations
+    (FixMatch) and the final one. ``evals`` are the evaluation records; under ``--eval-test best`` only those
+    that improved the validation accuracy (and the last) hold test numbers, and the best one always does.
+    Without a validation set (--val-size 0, as the ICML supervised runs) there is no best-validation
     entry: the final test error and NLL are the result."""
-    if not evals:
+    tested = [m for m in evals if f"{prefix}test_acc" in m]
+    if not tested:
         return {}
-    last = [1 - m[f"{prefix}test_acc"] for m in evals[-20:]]
+    last = [1 - m[f"{prefix}test_acc"] for m in tested[-20:]]
     summary = {
         f"{prefix}median_test_error_last20": statistics.median(last),
-        f"{prefix}final_test_error": 1 - evals[-1][f"{prefix}test_acc"],
-        f"{prefix}final_test_nll": evals[-1][f"{prefix}test_nll"],
+        f"{prefix}final_test_error": 1 - tested[-1][f"{prefix}test_acc"],
+        f"{prefix}final_test_nll": tested[-1][f"{prefix}test_nll"],
     }
-    if f"{prefix}val_acc" not in evals[0]:
+    if f"{prefix}train_acc" in evals[-1]:
+        summary |= {
+            f"{prefix}final_train_error": 1 - evals[-1][f"{prefix}train_acc"],
+            f"{prefix}final_train_nll": evals[-1][f"{prefix}train_nll"],
+        }
+    validated = [m for m in evals if f"{prefix}val_acc" in m]
+    if not validated:
         return summary
-    best = max(evals, key=lambda m: m[f"{prefix}val_acc"])  # first of equals: earliest
+    best = max(validated, key=lambda m: m[f"{prefix}val_acc"])  # first of equals: earliest (the one tested)
     return {
         f"{prefix}best_val_error": 1 - best[f"{prefix}val_acc"],
         f"{prefix}test_error_at_best_val": 1 - best[f"{prefix}test_acc"],
         f"{prefix}test_nll_at_best_val": best[f"{prefix}test_nll"],
         f"{prefix}best_val_epoch": best["epoch"],
     } | summary
+
+
+def is_evaluation(record: dict) -> bool:
+    """A metrics.jsonl record written by :func:`evaluate_epoch` (not a training-loss line)."""
+    return any(k.endswith(("val_acc", "test_acc")) for k in record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = train(s, data, nets, step, meter)
     if code is not None:
         return code
-    evals = [m for m in s.run.metrics() if "test_acc" in m]
+    evals = [m for m in s.run.metrics() if is_evaluation(m)]
     summary = summarize(evals) | (summarize(evals, "ema_") if s.cfg.eval_ema else {})
     counts = {"updates": s.cfg.epochs * data.batches.iterations_per_epoch, "epochs": s.cfg.epochs}
     speed = {"speed": s.speed.describe(nets.model, nets.teacher)}  # what ran: compiled, or eager and why
@@ -339,7 +381,7 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
                 epoch = math.ceil(step / ipe)
                 if epoch % cfg.eval_every == 0 or step == total:
                     with throughput.paused():  # throughput counts training only
-                        evaluate_epoch(s, data, nets, step, epoch)
+                        evaluate_epoch(s, data, nets, step, epoch, last=step == total)
                 saving = epoch % cfg.checkpoint_every == 0 or step == total
                 if saving and (code := s.checkpoint(step, save)) is not None:
                     return code
@@ -348,14 +390,24 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
     return None
 
 
-def evaluate_epoch(s: Session, data: Data, nets: Networks, step: int, epoch: int) -> None:
-    """Validation and test accuracy of the weights (and of the EMA weights), logged by rank 0."""
+def evaluate_epoch(s: Session, data: Data, nets: Networks, step: int, epoch: int, last: bool = False) -> None:
+    """Validation and test accuracy of the weights (and of the EMA weights), logged by rank 0. Under
+    ``--eval-test best`` the test set is evaluated only when the validation accuracy beats every earlier one
+    (so the best-validation record always holds its test numbers) and at the end; the last evaluation also
+    measures the fit of the labelled training images."""
     if s.dist.main:
+        start = time.perf_counter()
         with s.speed.autocast(s.device):
-            metrics = evaluate_all(nets.net, data, s.cfg)
+            metrics = evaluate_all(nets.net, data, s.cfg, test=False)
+            test = last or s.cfg.eval_test == "every" or "val_acc" not in metrics
+            if not test:
+                earlier = [m["val_acc"] for m in s.run.metrics() if "val_acc" in m]
+                test = metrics["val_acc"] > max(earlier, default=-1.0)
+            if test:
+                metrics |= evaluate_all(nets.net, data, s.cfg, test=True, train=last, val=False)
             if s.cfg.eval_ema and nets.ema is not None:
-                metrics |= evaluate_all(nets.ema, data, s.cfg, prefix="ema_")
-        s.run.log(step=step, epoch=epoch, **metrics)
+                metrics |= evaluate_all(nets.ema, data, s.cfg, prefix="ema_", test=test)
+        s.run.log(step=step, epoch=epoch, **metrics, time={"eval_s": time.perf_counter() - start})
         s.say(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     barrier(s.dist)
 
@@ -365,7 +417,7 @@ def mixing_description(cfg: SSLConfig, mixer: LayerMixup) -> str:
     if cfg.method == "supervised":
         return "no mixup"
     where = "mixing points " + ", ".join(mixer.labels)
-    return f"{where}, α {cfg.alpha_sup:g}" + (" (supervised: every image labelled)" if cfg.all_labels else "")
+    return f"{where}, α {cfg.alpha_sup:g}" + (" (supervised: labelled images only)" if cfg.labels_only else "")
 
 
 def log_line(step: int, total: int, ipe: int, lr: float, w: float, losses: dict[str, float], speed: float) -> str:
