@@ -75,8 +75,9 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
         ipe = cfg.iterations_per_epoch or max(1, len(split.unlabelled) // max(cfg.unlabelled_batch_size, 1))
         use = f"{len(split.labelled)} labelled; all {len(split.unlabelled)} used as unlabelled"
     batches = PairedBatches(split, cfg.batch_size, unlabelled_bs, cfg.seed, ipe, device=device)
+    trained = len(split.labelled) if cfg.labelled_only else len(split.unlabelled)
     say(
-        f"data: {cfg.dataset} | train {len(split.labelled) if cfg.labelled_only else len(split.unlabelled)} ({use}) | validation {len(split.val)} "
+        f"data: {cfg.dataset} | train {trained} ({use}) | validation {len(split.val)} "
         f"| test {len(test.labels)} | {batches.iterations_per_epoch} updates per epoch"
     )
     return Data(
