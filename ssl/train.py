@@ -351,8 +351,9 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
             w = consistency_weight(step, total, cfg.w_max, cfg.rampup)
 
             idx_l, idx_u = (shard(i, dist) for i in data.batches.indices(step))  # this rank's part
-            x_l = s.speed.images(data.preprocess(data.train[idx_l], train=True))
-            x_u = s.speed.images(data.preprocess(data.train[idx_u], train=True)) if len(idx_u) else None
+            with s.speed.autocast(device):  # the ZCA matmul in bf16 under amp: the first conv casts to it anyway
+                x_l = s.speed.images(data.preprocess(data.train[idx_l], train=True))
+                x_u = s.speed.images(data.preprocess(data.train[idx_u], train=True)) if len(idx_u) else None
             y_l = data.train_labels[idx_l]
             with s.speed.autocast(device):
                 loss, parts = train_step(
