@@ -70,7 +70,8 @@ class SSLConfig:
     loss: Literal["ce", "bce"] = opt(
         "ce",
         "supervised loss: cross-entropy with the (mixed) one-hot targets, or the released supervised code's "
-        "BCE(softmax(logits), targets) summed over classes, whose gradient is several times weaker",
+        "BCELoss(softmax(logits), targets), averaged over batch and classes: its gradient is 1/(C-1) of "
+        "cross-entropy's at a uniform prediction (docs/departures.md)",
     )
     per_example_lam: bool = opt(False, "one λ per example instead of one per batch")
     consistency: Literal["logit", "prob"] = opt(
