@@ -43,6 +43,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import UsageError, diff, load_yaml
 
 MARKER = ".manifold-mixup-run"
@@ -502,8 +503,6 @@ class Run:
         many processes as now."""
         path = self.checkpoint_path
         state = load_checkpoint(path, map_location)
-        if not isinstance(state, dict):
-            raise UsageError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint of this package")
         tag = state.get("run") if isinstance(state.get("run"), dict) else {}
         kind, world = tag.get("kind"), tag.get("world")
         missing = [k for k in keys if k not in state]
@@ -527,30 +526,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a missing or unreadable file is a UsageError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt, truncated or not a torch file
-        raise UsageError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}); is it a checkpoint of this package?"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

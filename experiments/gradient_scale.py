@@ -25,11 +25,11 @@ import torch
 import yaml
 
 import ssl.train as T
+from common.checkpoint import load_checkpoint
 from common.config import resolve_config
 from common.registry import build
-from common.run import load_checkpoint
 from ssl.config import network_args
-from ssl.data import build_data
+from ssl.data import SPLIT, build_data
 
 
 def gradient(loss: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
@@ -49,7 +49,7 @@ def main() -> None:
     saved = yaml.safe_load((args.run / "config.yaml").read_text())
     cfg = resolve_config(T.SSLConfig, None, {}, base=saved)
     cfg = dataclasses.replace(cfg, method="manifold")  # a supervised run's batches have no unlabelled part
-    data = build_data(cfg, torch.device("cpu"), argparse.Namespace(out=args.run), resuming=True, say=print)
+    data = build_data(cfg, torch.device("cpu"), args.run / SPLIT, say=print)
     model = build(network_args(cfg, data.num_classes, data.channels))
     state = load_checkpoint(args.run / "checkpoint.pt")
     if not args.init:

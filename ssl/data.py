@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +14,6 @@ from common.config import check
 from common.data import DATASETS, Split, load_dataset, make_split
 from common.guard import FLOAT_BYTES, check_memory, footprint
 from common.registry import build
-from common.run import Run
 from common.sampler import PairedBatches
 from ssl.config import SSLConfig, network_args
 
@@ -35,12 +35,14 @@ class Data:
     channels: int
 
 
-def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, say=print) -> Data:
+def build_data(cfg: SSLConfig, device: torch.device, saved_split: Path | None = None, say=print) -> Data:
+    """The run's data on ``device``. ``saved_split``: the split.npz of the run being resumed or evaluated
+    (None: a new run, whose split is ``cfg.split`` or drawn from ``cfg.seed``)."""
     info = DATASETS[cfg.dataset]
     train = load_dataset(cfg.dataset, cfg.data_dir, "train", extra=cfg.svhn_extra, download=cfg.download)
     test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
-    if resuming:
-        split = Split.load(run.out / SPLIT, num_train=len(train.labels), dataset=cfg.dataset)
+    if saved_split is not None:
+        split = Split.load(saved_split, num_train=len(train.labels), dataset=cfg.dataset)
     elif cfg.split is not None:
         split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
         wanted = len(split.unlabelled) if cfg.all_labels else cfg.labels

@@ -34,7 +34,6 @@ import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -42,10 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.augment import Preprocess
+from common.checkpoint import load_checkpoint
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError, resolve_config
 from common.registry import build
-from common.run import CHECKPOINT, CONFIG, EVALUATION, load_checkpoint, resolve_device
+from common.run import CHECKPOINT, CONFIG, EVALUATION, resolve_device
 from ssl.config import SSLConfig, network_args
 from ssl.data import SPLIT, build_data
 
@@ -321,8 +321,8 @@ def evaluate_run(args: Any) -> dict[str, Any]:
         raise UsageError(f"{ckpt} has no {args.weights!r} weights (train with --eval-ema true to keep an EMA)")
 
     # The run's data and preprocessing: its split.npz (as on --resume), ZCA fitted on the same images.
-    has_split = (run_dir / SPLIT).is_file()
-    data = build_data(cfg, device, SimpleNamespace(out=run_dir), has_split, say=lambda *a, **kw: None)
+    saved_split = run_dir / SPLIT if (run_dir / SPLIT).is_file() else None
+    data = build_data(cfg, device, saved_split, say=lambda *a, **kw: None)
     model = build(state.get("model_args") or network_args(cfg, data.num_classes, data.channels)).to(device)
     try:
         model.load_state_dict(weights)

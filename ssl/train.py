@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = start_session(SSLConfig, get_args_parser(), argv, "ssl")
     check_method(s.cfg)
     configure(s.device)
-    data = build_data(s.cfg, s.device, s.run, s.resuming, s.say)
+    data = build_data(s.cfg, s.device, s.run.out / SPLIT if s.resuming else None, s.say)
     nets = build_networks(s, data)
     s.begin()
     if s.run.writer and not s.resuming:
