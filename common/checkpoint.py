@@ -14,6 +14,7 @@ common/registry.py) and ``run`` (``{"kind": "ssl"|"gan", "world": processes}``, 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def format_version(state: dict[str, Any]) -> Any:
     """The format version of a loaded checkpoint (:data:`UNVERSIONED` when it has none)."""
     return state.get(FORMAT_KEY, UNVERSIONED)
+
+
+def check_owner(
+    state: dict[str, Any],
+    path: Path,
+    module: str,
+    kind: str,
+    world: int,
+    keys: Sequence[str],
+    resume_with: Callable[[int], str],
+) -> None:
+    """Refuse to resume from a checkpoint that another trainer wrote (its ``run`` tag, or lacking one of
+    ``keys``) or that was written by another number of processes (``resume_with(world)``: the command
+    that continues it with as many)."""
+    tag = state.get("run") if isinstance(state.get("run"), dict) else {}
+    saved_kind, saved_world = tag.get("kind"), tag.get("world")
+    missing = [k for k in keys if k not in state]
+    if (kind and saved_kind and saved_kind != kind) or missing:
+        by = f"written by {saved_kind}.train" if saved_kind else f"lacks {', '.join(missing)}"
+        raise UsageError(f"checkpoint {path} is not a {module} checkpoint ({by}); it cannot be resumed here")
+    if isinstance(saved_world, int) and saved_world != world:
+        raise UsageError(
+            f"checkpoint {path} was written by {saved_world} process(es), this run has {world}; "
+            f"resume with as many: {resume_with(saved_world)}"
+        )

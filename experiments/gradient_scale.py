@@ -28,8 +28,9 @@ import ssl.train as T
 from common.checkpoint import load_checkpoint
 from common.config import resolve_config
 from common.registry import build
+from common.rundir import SPLIT
 from ssl.config import network_args
-from ssl.data import SPLIT, build_data
+from ssl.data import build_data
 
 
 def gradient(loss: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:

@@ -39,9 +39,10 @@ from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, i
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from common.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, progress, run_main
 from common.config import UsageError
 from common.data import load_dataset
+from common.device import resolve_device
 from common.features import (
     DIGITS_EXTRACTOR,
     INCEPTION,
@@ -53,7 +54,6 @@ from common.features import (
     published_inception,
     sha256_file,
 )
-from common.run import progress, resolve_device
 from common.speed import no_tf32
 from gan.sample import (
     _first_line,

@@ -35,9 +35,9 @@ from common.benchmark import (
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.data import DATASETS
+from common.device import resolve_device
 from common.layers import LayerMixup
 from common.mixup import mix, sample_mix
-from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.config import SSLConfig
 from ssl.train import soft_cross_entropy, train_step

@@ -17,8 +17,6 @@ from common.registry import build
 from common.sampler import PairedBatches
 from ssl.config import SSLConfig, network_args
 
-SPLIT = "split.npz"  # the labelled/validation split, saved in the run directory
-
 
 @dataclass
 class Data:

@@ -44,10 +44,11 @@ from common.augment import Preprocess
 from common.checkpoint import load_checkpoint
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError, resolve_config
+from common.device import resolve_device
 from common.registry import build
-from common.run import CHECKPOINT, CONFIG, EVALUATION, resolve_device
+from common.rundir import CHECKPOINT, CONFIG, EVALUATION, SPLIT
 from ssl.config import SSLConfig, network_args
-from ssl.data import SPLIT, build_data
+from ssl.data import build_data
 
 ECE_BINS = 15
 KNN_K = 5

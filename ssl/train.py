@@ -35,16 +35,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.augment import Preprocess
-from common.cli import run_main, trainer_parser
+from common.cli import progress, run_main, trainer_parser
 from common.dist import barrier, shard, wrap
 from common.layers import LayerMixup
 from common.loop import LossMeter, Session, Throughput, hms, num_params, start_session, update_ema
 from common.mixup import sample_mix
 from common.registry import build
-from common.run import StopSignal, progress
+from common.rundir import SPLIT
+from common.signals import StopSignal
 from common.speed import configure, fused_kwargs, maybe_compile
 from ssl.config import CONFIGS, SSLConfig, check_method, network_args
-from ssl.data import SPLIT, Data, build_data
+from ssl.data import Data, build_data
 
 
 def get_args_parser():

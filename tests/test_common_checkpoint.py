@@ -7,7 +7,8 @@ import gan.train as G
 from common.checkpoint import FORMAT_KEY, FORMAT_VERSION, format_version, load_checkpoint, save_checkpoint
 from common.config import UsageError
 from common.registry import build
-from common.run import CHECKPOINT, rng_state
+from common.rng import rng_state
+from common.rundir import CHECKPOINT
 from gan.sample import main as sample_main
 
 from conftest import ROOT, metrics_without_time

@@ -15,16 +15,10 @@ import ssl.train as S
 from common.checkpoint import save_checkpoint
 from common.cli import run_main
 from common.config import UsageError, load_yaml
-from common.run import (
-    CHECKPOINT,
-    MARKER,
-    Run,
-    prepare_run_dir,
-    resolve_device,
-    resume_command,
-    rng_state,
-    set_rng_state,
-)
+from common.device import resolve_device
+from common.rng import rng_state, set_rng_state
+from common.run import Run
+from common.rundir import CHECKPOINT, MARKER, prepare_run_dir, resume_command
 
 from conftest import ROOT, metrics_without_time, signal_after
 
