@@ -1,4 +1,5 @@
-"""Classifier networks by name, with the constructor arguments and eligible mixing points of their recipe.
+"""The classifier recipes of the papers, registered in common/registry.py (constructor arguments and
+eligible mixing points); ``wrn`` (WRN-depth-width of the flags) is registered by :mod:`ssl.wrn` itself.
 
 - ``preactresnet18`` / ``preactresnet34``: the ICML paper's supervised networks (Table 1), :mod:`ssl.preact`.
 - ``wrn28_10``: WRN-28-10 of the supervised experiments. Appendix C gives only the optimiser, so the
@@ -14,58 +15,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
-
-from common.config import UsageError
-from common.registry import Constructor, build, constructor, spec
+from common.registry import build, recipe_spec, register_recipe
 from common.staged import StagedNet
 from ssl.preact import ARCH as PREACT
 from ssl.preact import PAPER_MIX_POINTS
 from ssl.wrn import ARCH as WRN
 
-
-@dataclass(frozen=True)
-class Arch:
-    model: str  # the constructor's name in common/registry.py, as checkpoints' model_args store it
-    kwargs: Mapping[str, object] = field(default_factory=dict)  # besides num_classes and in_channels
-    paper_mix_points: tuple[str, ...] = ()  # the paper's eligible set S for Manifold Mixup
-
-    @property
-    def build(self) -> Constructor:
-        """The registered constructor, called as build(num_classes=..., in_channels=..., **kwargs)."""
-        return constructor(self.model)
-
-
-ARCHS: Mapping[str, Arch] = MappingProxyType(
-    {
-        "preactresnet18": Arch(PREACT, MappingProxyType({"blocks": (2, 2, 2, 2)}), PAPER_MIX_POINTS),
-        "preactresnet34": Arch(PREACT, MappingProxyType({"blocks": (3, 4, 6, 3)}), PAPER_MIX_POINTS),
-        "wrn28_10": Arch(
-            WRN,
-            MappingProxyType({"depth": 28, "width": 10, "leaky_slope": 0.0, "bn_momentum": 0.1, "dropout": 0.0}),
-            ("pixel", "h1"),
-        ),
-        "wrn28_2": Arch(WRN, MappingProxyType({"depth": 28, "width": 2}), ("pixel", "h1", "h2")),
-    }
+register_recipe("preactresnet18", PREACT, {"blocks": (2, 2, 2, 2)}, PAPER_MIX_POINTS)
+register_recipe("preactresnet34", PREACT, {"blocks": (3, 4, 6, 3)}, PAPER_MIX_POINTS)
+register_recipe(
+    "wrn28_10",
+    WRN,
+    {"depth": 28, "width": 10, "leaky_slope": 0.0, "bn_momentum": 0.1, "dropout": 0.0},
+    ("pixel", "h1"),
 )
-
-
-def get_arch(name: str) -> Arch:
-    """The registry entry of ``name``; an unknown name is a UsageError listing the valid ones."""
-    if name not in ARCHS:
-        raise UsageError(f"unknown architecture {name!r} (valid: {', '.join(ARCHS)})")
-    return ARCHS[name]
-
-
-def arch_model_args(name: str, num_classes: int, in_channels: int) -> dict[str, Any]:
-    """The checkpoint's model_args of network ``name`` (common/registry.py), e.g. for ``build``."""
-    arch = get_arch(name)
-    return spec(arch.model, num_classes=num_classes, in_channels=in_channels, **arch.kwargs)
+register_recipe("wrn28_2", WRN, {"depth": 28, "width": 2}, ("pixel", "h1", "h2"))
 
 
 def build_classifier(name: str, num_classes: int, in_channels: int) -> StagedNet:
     """A freshly initialised network ``name`` for (B, in_channels, H, W) images and ``num_classes`` classes."""
-    return build(arch_model_args(name, num_classes, in_channels))
+    return build(recipe_spec(name, num_classes=num_classes, in_channels=in_channels))

@@ -7,18 +7,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import ssl.archs  # noqa: F401  registers the classifier recipes
 from common.config import UsageError, check, check_number, opt
-from common.registry import constructor, spec
-from ssl.archs import ARCHS, arch_model_args
-from ssl.wrn import ARCH as WRN  # importing ssl.wrn registers the architecture
+from common.registry import ARCHS, classifiers, constructor, recipe_spec, spec
+from ssl.wrn import ARCH as WRN
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
-DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")  # of the WRN given by --depth/--width
+DEFAULT_MIX_POINTS = ARCHS[WRN].paper_mix_points  # of the WRN given by --depth/--width: pixel, h1, h2
 TORCHVISION = "torchvision:"  # --arch torchvision:NAME, common/zoo.py
 ALL = "all"  # --labels all: supervised training on every non-validation image
 # The fields of --arch wrn (the WRN of --depth/--width) with their defaults; a named --arch fixes them itself.
-WRN_FIELDS = {"depth": 28, "width": 2, "leaky_slope": 0.1, "bn_momentum": 0.001, "dropout": 0.0}
+WRN_FIELDS = dict(ARCHS[WRN].kwargs)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class SSLConfig:
     # config.yaml of runs saved before this field existed still matches on --resume.
     arch: str | None = opt(
         None,
-        f"network: wrn (WRN-depth-width of the flags below), {', '.join(ARCHS)} or torchvision:NAME, e.g. "
+        f"network: wrn (WRN-depth-width of the flags below), {', '.join(n for n in classifiers() if n != WRN)} "
+        "or torchvision:NAME, e.g. "
         "torchvision:resnet18 (any torchvision classifier; name its layers with --mix-points) (default none: wrn)",
     )
     depth: int = opt(28, "WRN depth, 6n+4")
@@ -166,9 +167,9 @@ class SSLConfig:
         elif not isinstance(labels, int) or isinstance(labels, bool):
             raise UsageError(f"--labels: expected a number of labelled images or 'all', got {labels!r}")
         check(self.labels == ALL or self.labels > 0, f"--labels must be positive or 'all', got {self.labels}")
-        valid = ", ".join([WRN, *ARCHS, f"{TORCHVISION}NAME"])
+        valid = ", ".join([*classifiers(), f"{TORCHVISION}NAME"])
         check(
-            self.arch is None or self.arch == WRN or self.arch in ARCHS or self.from_torchvision,
+            self.arch is None or self.arch in classifiers() or self.from_torchvision,
             f"unknown --arch {self.arch!r} (valid: {valid})",
         )
         if self.from_torchvision:
@@ -211,7 +212,7 @@ class SSLConfig:
 
     @property
     def arch_name(self) -> str:
-        """The network's name: ``wrn`` (WRN-depth-width) or a name of :data:`ssl.archs.ARCHS`."""
+        """The network's name: ``wrn`` (WRN-depth-width) or another classifier of :data:`common.registry.ARCHS`."""
         return self.arch or WRN
 
     def network_name(self) -> str:
@@ -223,7 +224,7 @@ def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
     """The eligible set of the network's recipe: what --mix-points means when it is not given."""
     if cfg.from_torchvision:
         return ("input",)  # no recipe: Input Mixup's point, the one layer every network has
-    return DEFAULT_MIX_POINTS if cfg.arch_name == WRN else ARCHS[cfg.arch_name].paper_mix_points
+    return ARCHS[cfg.arch_name].paper_mix_points
 
 
 def check_method(cfg: SSLConfig) -> None:
@@ -251,7 +252,7 @@ def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, A
     if cfg.from_torchvision:
         return spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     if cfg.arch_name != WRN:
-        return arch_model_args(cfg.arch_name, num_classes, channels)
+        return recipe_spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     return spec(
         WRN,
         num_classes=num_classes,
