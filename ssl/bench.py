@@ -37,10 +37,10 @@ from common.config import resolve_config
 from common.data import DATASETS
 from common.device import resolve_device
 from common.layers import LayerMixup
-from common.mixup import mix, sample_mix
+from common.mixup import mix, sample_mix, soft_cross_entropy
 from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.config import SSLConfig
-from ssl.train import soft_cross_entropy, train_step
+from ssl.train import train_step
 from ssl.wrn import WideResNet
 
 PATHS = {

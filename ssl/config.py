@@ -22,6 +22,27 @@ WRN_FIELDS = dict(ARCHS[WRN].kwargs)
 
 
 @dataclass(frozen=True)
+class Method:
+    """What a ``--method`` does; config.yaml keeps its name (``SSLConfig.method``)."""
+
+    name: str
+    mixes: bool  # trains on mixed examples (False: plain supervised training, no mixup)
+    hidden_layers: bool  # mixes at the eligible hidden layers (``mix_points``), not the input alone
+    unlabelled: bool  # draws an unlabelled batch (the consistency term of Algorithm 1)
+    alpha_labels_only: float  # α of the labelled batch without unlabelled images (ICML Appendix C.1)
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method("manifold", mixes=True, hidden_layers=True, unlabelled=True, alpha_labels_only=2.0),  # Algorithm 1
+        Method("input", mixes=True, hidden_layers=False, unlabelled=True, alpha_labels_only=1.0),  # Algorithm 3
+        Method("supervised", mixes=False, hidden_layers=False, unlabelled=False, alpha_labels_only=2.0),
+    )
+}
+
+
+@dataclass(frozen=True)
 class SSLConfig:
     # data: the protocol of Oliver et al. 2018
     dataset: Literal["cifar10", "cifar100", "svhn", "digits"] = opt("cifar10", "dataset")
@@ -57,7 +78,7 @@ class SSLConfig:
     leaky_slope: float = opt(0.1, "LeakyReLU slope (Oliver et al.: 0.1; original code: 0.01)")
     bn_momentum: float = opt(0.001, "BatchNorm momentum, PyTorch convention (Oliver et al.: 0.001)")
     dropout: float = opt(0.0, "dropout inside residual blocks (original code: 0.3)")
-    # method
+    # method: a name of METHODS (what each does is there)
     method: Literal["manifold", "input", "supervised"] = opt("manifold", "Algorithm 1, Algorithm 3, or no mixup")
     mix_points: tuple[str, ...] | None = opt(
         None,
@@ -122,7 +143,7 @@ class SSLConfig:
         check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
         check(
-            self.method == "supervised" or self.labels_only or self.unlabelled_batch_size > 0,
+            not self.method_spec.unlabelled or self.labels_only or self.unlabelled_batch_size > 0,
             f"--method {self.method} needs --unlabelled-batch-size > 0",
         )
         check_number("--alpha-sup", self.alpha_sup, gt=0)
@@ -186,7 +207,7 @@ class SSLConfig:
         if self.mix_points is None and not self.from_torchvision:  # torchvision: no recipe, see check_method
             set_("mix_points", default_mix_points(self))
         if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
-            set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.labels_only else 0.1)
+            set_("alpha_sup", self.method_spec.alpha_labels_only if self.labels_only else 0.1)
         if self.labels_only:
             how = "--labels all" if self.all_labels else "--labelled-only"
             check(
@@ -194,6 +215,11 @@ class SSLConfig:
                 f"--pseudolabels ema needs unlabelled images, but {how} trains on labels only; drop it",
             )
             set_("unlabelled_batch_size", 0)  # every image is labelled: Algorithm 1 without its unlabelled batch
+
+    @property
+    def method_spec(self) -> Method:
+        """What ``method`` does (:data:`METHODS`)."""
+        return METHODS[self.method]
 
     @property
     def all_labels(self) -> bool:
@@ -233,7 +259,7 @@ def check_method(cfg: SSLConfig) -> None:
     A torchvision network has no recipe: Manifold Mixup on it needs its layers named."""
     wrn_points = cfg.mix_points is not None and tuple(cfg.mix_points) == DEFAULT_MIX_POINTS  # e.g. from a config
     check(
-        not (cfg.from_torchvision and cfg.method == "manifold" and (cfg.mix_points is None or wrn_points)),
+        not (cfg.from_torchvision and cfg.method_spec.hidden_layers and (cfg.mix_points is None or wrn_points)),
         f"--arch {cfg.arch} has no recipe for its mixing layers (pixel, h1, h2 name a WRN's): name them, e.g. "
         "--mix-points input,layer1,layer2 (a ResNet's modules; print(dict(model.named_modules())) lists all)",
     )
@@ -241,7 +267,7 @@ def check_method(cfg: SSLConfig) -> None:
         return
     accepted = (default_mix_points(cfg), DEFAULT_MIX_POINTS, ("pixel",), ("input",))
     check(
-        cfg.method != "input" or tuple(cfg.mix_points) in accepted,
+        cfg.method_spec.hidden_layers or not cfg.method_spec.mixes or tuple(cfg.mix_points) in accepted,
         f"--method input mixes at the input only, so --mix-points {','.join(cfg.mix_points)} would be ignored; "
         "drop --mix-points or use --method manifold",
     )

@@ -66,7 +66,7 @@ def build_data(cfg: SSLConfig, device: torch.device, saved_split: Path | None = 
     )
     # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
     # With --labels all there is no unlabelled batch and an epoch is one pass over the (labelled) training set.
-    unlabelled_bs = 0 if cfg.method == "supervised" or cfg.labels_only else cfg.unlabelled_batch_size
+    unlabelled_bs = 0 if not cfg.method_spec.unlabelled or cfg.labels_only else cfg.unlabelled_batch_size
     if cfg.labels_only:
         ipe = cfg.iterations_per_epoch or max(1, len(split.labelled) // cfg.batch_size)
         unused = len(split.unlabelled) - len(split.labelled)
@@ -117,7 +117,7 @@ def check_sizes(
         cfg.batch_size <= labelled,
         f"--batch-size {cfg.batch_size} is larger than the {labelled} labelled images; use at most {labelled}",
     )
-    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
+    unlabelled_bs = cfg.unlabelled_batch_size if cfg.method_spec.unlabelled else 0
     check(
         unlabelled_bs <= unlabelled,
         f"--unlabelled-batch-size {unlabelled_bs} is larger than the {unlabelled} unlabelled images; "

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
 from common.layers import LayerMixup
-from common.mixup import sample_mix
+from common.mixup import sample_mix, soft_cross_entropy
+from common.report import mean_std
 from common.staged import StagedNet
 
 METHODS = ("none", "weight_decay", "dropout", "input", "manifold")
@@ -88,11 +89,6 @@ def singular_value_summary(h: Tensor, labels: Tensor, center: bool = False) -> d
         "top": statistics.fmean(c["top"] for c in classes),
         "rest": statistics.fmean(c["rest"] for c in classes),
     }
-
-
-def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy against soft targets (B, C), mean over the batch."""
-    return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
 def fit(
@@ -194,11 +190,6 @@ def run_method(method: str, seed: int, data: tuple, *, steps: int, width: int, b
         "mean_spectrum": [statistics.fmean(col) for col in zip(*(c["singular_values"] for c in raw["classes"]))],
         "seconds": time.perf_counter() - t0,
     }
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def summarise(runs: list[dict]) -> dict:
