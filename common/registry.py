@@ -9,7 +9,7 @@ module. Modules that define networks register them by name::
     class WideResNet(StagedNet): ...
 
 and a named configuration of a registered constructor with :func:`register_recipe` (``wrn28_10``,
-``preactresnet18``, ...: ssl/archs.py). ``classifier`` names are what ``ssl.train --arch`` accepts.
+``preactresnet18``, ...: classifiers/recipes.py). ``classifier`` names are what ``ssl.train --arch`` accepts.
 A name with a prefix, ``torchvision:resnet18``, is looked up by the resolver registered for the prefix
 (:func:`register_prefix`): that is where other libraries' networks plug in.
 """

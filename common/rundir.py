@@ -36,8 +36,8 @@ CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 SPLIT = "split.npz"
 SAMPLES = "samples"
-EVALUATION = "evaluation.json"  # written by python -m ssl.evaluate
-# Everything the trainers (and gan.score / ssl.evaluate beside a checkpoint) write into a run
+EVALUATION = "evaluation.json"  # written by python -m analyses.evaluate
+# Everything the trainers (and gan.score / analyses.evaluate beside a checkpoint) write into a run
 # directory, and their temporary files: a directory holding anything else is not replaced by --overwrite.
 RUN_FILES = {MARKER, CONFIG, METRICS, CHECKPOINT, SUMMARY, SPLIT, EVALUATION}
 _RUN_FILE = re.compile(r"(" + "|".join(re.escape(f) for f in RUN_FILES) + r")(\.tmp)?|checkpoint-scores.*\.json")

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from classifiers.wrn import WideResNet
 from common.augment import ZCA, Preprocess
 from common.benchmark import (
     add_timing_args,
@@ -41,7 +42,6 @@ from common.mixup import mix, sample_mix, soft_cross_entropy
 from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.config import SSLConfig
 from ssl.train import train_step
-from ssl.wrn import WideResNet
 
 PATHS = {
     "straightforward": Speed(),

@@ -7,10 +7,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import ssl.archs  # noqa: F401  registers the classifier recipes
+import classifiers.recipes
+from classifiers.wrn import ARCH as WRN
 from common.config import UsageError, check, check_number, opt
 from common.registry import ARCHS, classifiers, constructor, recipe_spec, spec
-from ssl.wrn import ARCH as WRN
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant

@@ -31,7 +31,7 @@ def test_a_name_cannot_be_registered_twice_and_a_prefix_resolves(monkeypatch):
 
 
 def test_a_recipe_stores_its_constructor_and_full_arguments_so_a_checkpoint_needs_no_recipe():
-    import ssl.archs  # noqa: F401  registers the classifier recipes
+    import classifiers.recipes  # noqa: F401  registers the classifier recipes
     from common.registry import get_arch, recipe_spec
 
     args = recipe_spec("wrn28_10", num_classes=10, in_channels=3)

@@ -7,12 +7,12 @@ from torch._dynamo.utils import counters
 import common.speed as speed_module
 import gan.train as GAN
 import ssl.train as SSL
+from classifiers.wrn import WideResNet
 from common.config import resolve_config
 from common.layers import LayerMixup
 from common.mixup import Mix
 from common.speed import Compiled, Speed, configure, fused_kwargs, graph_budget, no_tf32
 from common.staged import StagedNet
-from ssl.wrn import WideResNet
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 import ssl.train as T
+from classifiers.preact import PreActResNet
 from common.config import UsageError, diff, resolve_config, to_dict
 from common.mixup import sample_mix
 from common.registry import ARCHS, build, classifiers
 from ssl.config import DEFAULT_MIX_POINTS, SSLConfig, check_method, network_args
-from ssl.preact import PreActResNet
 
 from conftest import ROOT
 

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import ssl.train as T
+from classifiers.wrn import WideResNet
 from common.config import UsageError, resolve_config
 from common.loop import NON_FINITE_EXIT, update_ema
 from common.mixup import sample_mix
-from ssl.wrn import WideResNet
 
 from conftest import ROOT, metrics_without_time, run_module, signal_after
 

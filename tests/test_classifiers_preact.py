@@ -1,13 +1,13 @@
 import pytest
 import torch
 
+from classifiers.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
+from classifiers.recipes import build_classifier
+from classifiers.wrn import WideResNet
 from common.config import UsageError
 from common.layers import LayerMixup, check_layers
 from common.mixup import sample_mix
 from common.registry import ARCHS, classifiers
-from ssl.archs import build_classifier
-from ssl.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
-from ssl.wrn import WideResNet
 
 
 def num_params(model):

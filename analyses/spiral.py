@@ -1,6 +1,6 @@
 """The 2-D spiral of ICML 2019 Figures 1-2: a network with a 2-D bottleneck, without and with mixup.
 
-    python -m ssl.spiral --out docs/spiral.png
+    python -m analyses.spiral --out docs/spiral.png
 
 Two interleaved spirals (small data), an MLP 2-64-64-2 (linear bottleneck)-64-64-2 trained three ways:
 no mixup, input mixup (α 1.0) and manifold mixup at the input and every hidden layer including the
@@ -26,10 +26,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from analyses.flattening import fit, singular_value_summary
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
 from common.staged import StagedNet
-from ssl.flattening import fit, singular_value_summary
 
 # method -> (mixing points, α)
 METHODS: dict[str, tuple[str | None, float]] = {
@@ -189,7 +189,7 @@ def run(seed: int, steps: int, n_per_class: int = 100, n_uniform: int = 1000) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m ssl.spiral", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m analyses.spiral", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/spiral.png", help="PNG to write; the JSON goes beside it")
     parser.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default: 0)")
     parser.add_argument("--steps", type=int, default=3000, help="full-batch Adam updates per method (default: 3000)")
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, x, y, out)
     protocol = {
-        "command": "python -m ssl.spiral " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m analyses.spiral " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": "two interleaved spirals, 1.5 turns, noise 0.05: 100 per class to train, 500 per class to test",
         "network": "2-64-64-2 (linear bottleneck, point h3)-64-64-2, LeakyReLU 0.01",
         "training": f"Adam lr 3e-3, full batch, {args.steps} updates, same initialisation for every method",
@@ -232,4 +232,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, prog="python -m ssl.spiral")
+    run_main(main, prog="python -m analyses.spiral")

@@ -1,6 +1,6 @@
 """Manifold Mixup flattens class representations (ICML 2019 §3.2 and Appendix G), on the bundled digits.
 
-    python -m ssl.flattening --out docs/flattening.json --seeds 0,1,2
+    python -m analyses.flattening --out docs/flattening.json --seeds 0,1,2
 
 Trains the fully connected network of Appendix G (LeakyReLU layers, a 12-unit bottleneck after the third
 hidden layer, four more hidden layers) five ways: no regularisation, weight decay, dropout, input mixup and
@@ -265,7 +265,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m ssl.flattening", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m analyses.flattening", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/flattening.json", help="JSON to write; the PNG goes beside it")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default: 0,1,2)")
     parser.add_argument("--steps", type=int, default=1500, help="Adam updates per network, batch 100 (default: 1500)")
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     protocol = {
-        "command": "python -m ssl.flattening " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m analyses.flattening " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": f"sklearn load_digits /16, {len(data[1])} train / {len(data[3])} test (stratified, split seed 0)",
         "network": f"64-{args.width}x3-12 (linear bottleneck)-{args.width}x4-10, LeakyReLU 0.01",
         "training": f"Adam lr 1e-3, batch 100, {args.steps} updates",
@@ -318,4 +318,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, prog="python -m ssl.flattening")
+    run_main(main, prog="python -m analyses.flattening")

@@ -1,8 +1,8 @@
 """Evaluate a trained classifier of ``python -m ssl.train`` on its test set (ICML paper §5.2-5.3).
 
-    python -m ssl.evaluate runs/digits-manifold-s0                  # or .../checkpoint.pt
-    python -m ssl.evaluate RUN --eps 0.031 --max-images 2000 --out eval.json
-    python -m ssl.evaluate RUN --deformations table9 --weights ema
+    python -m analyses.evaluate runs/digits-manifold-s0                  # or .../checkpoint.pt
+    python -m analyses.evaluate RUN --eps 0.031 --max-images 2000 --out eval.json
+    python -m analyses.evaluate RUN --deformations table9 --weights ema
 
 Reports, on the test images:
 
@@ -249,7 +249,7 @@ def load_run(run_dir: Path, ckpt: Path, device: torch.device) -> tuple[SSLConfig
 
 def get_args_parser() -> ArgumentParser:
     p = ArgumentParser(
-        prog="python -m ssl.evaluate",
+        prog="python -m analyses.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -448,4 +448,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, prog="python -m ssl.evaluate")
+    run_main(main, prog="python -m analyses.evaluate")
