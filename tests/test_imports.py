@@ -74,7 +74,7 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-FORWARDERS: set[str] = set()
+FORWARDERS = {"ssl.evaluate", "ssl.spiral", "ssl.flattening"}  # the old commands, forwarding to analyses/
 
 
 def test_each_package_imports_only_the_layers_below_it():
@@ -95,3 +95,14 @@ def test_checkpoint_readers_do_not_import_the_trainer():
                 reachable.add(m)
                 todo.append(m)
         assert "gan.train" not in reachable and "ssl.train" not in reachable, reader
+
+
+def test_the_old_analysis_commands_and_imports_forward_to_analyses():
+    import importlib
+
+    from conftest import run_module
+
+    for name in ("spiral", "flattening", "evaluate"):
+        assert importlib.import_module(f"ssl.{name}") is importlib.import_module(f"analyses.{name}")
+        result = run_module(f"ssl.{name}", "--help")  # the subprocess is what is tested: python -m ssl.NAME
+        assert result.returncode == 0 and f"usage: python -m analyses.{name}" in result.stdout, result.stderr
