@@ -173,7 +173,7 @@ def _no_ema_run(tiny_run, path):
         ("max_zero", "--max-images: expected a positive integer"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message):
+def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message, in_process):
     target, extra = str(tiny_run), []
     if case == "missing":
         target = str(tmp_path / "nothing")
@@ -196,7 +196,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message
         }[case]
         extra = [f"{flag}={value}"]
     before = {p: p.read_bytes() for p in [*tmp_path.rglob("*"), *tiny_run.rglob("*")] if p.is_file()}
-    result = run_module("analyses.evaluate", target, *extra, "--device", "cpu")
+    result = in_process("analyses.evaluate", target, *extra, "--device", "cpu")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr

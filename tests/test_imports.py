@@ -104,5 +104,5 @@ def test_the_old_analysis_commands_and_imports_forward_to_analyses():
 
     for name in ("spiral", "flattening", "evaluate"):
         assert importlib.import_module(f"ssl.{name}") is importlib.import_module(f"analyses.{name}")
-        result = run_module(f"ssl.{name}", "--help")  # the subprocess is what is tested: python -m ssl.NAME
-        assert result.returncode == 0 and f"usage: python -m analyses.{name}" in result.stdout, result.stderr
+    result = run_module("ssl.spiral", "--help")  # the subprocess is what is tested: python -m ssl.NAME runs it
+    assert result.returncode == 0 and "usage: python -m analyses.spiral" in result.stdout, result.stderr
