@@ -413,7 +413,11 @@ def mixing_description(cfg: SSLConfig, mixer: LayerMixup) -> str:
     if not cfg.method_spec.mixes:
         return "no mixup"
     where = "mixing points " + ", ".join(mixer.labels)
-    return f"{where}, α {cfg.alpha_sup:g}" + (" (supervised: labelled images only)" if cfg.labels_only else "")
+    return f"{where}, α {cfg.alpha_sup:g}" + (
+        f" (supervised: {'every image labelled' if cfg.all_labels else 'the labelled images only'})"
+        if cfg.labels_only
+        else ""
+    )
 
 
 def log_line(step: int, total: int, ipe: int, lr: float, w: float, losses: dict[str, float], speed: float) -> str:
