@@ -87,7 +87,7 @@ TABLE9 = (
     *(Deformation("shear", a) for a in (28.6, 57.3, 114.6, 143.2, 171.9)),
     *(Deformation("zoom", k) for k in (0.2, 0.4, 0.6, 0.8, 1.2, 1.4, 1.6, 1.8)),
 )
-DEFORMATION_SETS = {"table5": TABLE5, "table9": TABLE9}
+DEFORMATION_SETS = {"table5": TABLE5, "table9": TABLE9, "none": ()}  # none: NLL, ECE, FGSM and k-NN only
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +262,9 @@ def get_args_parser() -> ArgumentParser:
     p.add_argument("--max-images", default=None, help="evaluate on the first N test images only (default: all)")
     p.add_argument("--seed", default="0", help="seed of the deformations' random angles (default: 0)")
     p.add_argument("--weights", choices=("model", "ema"), default="model", help="the trained or the EMA weights")
-    p.add_argument("--deformations", choices=tuple(DEFORMATION_SETS), default="table5", help="ICML Table 5 or 9")
+    p.add_argument(
+        "--deformations", choices=tuple(DEFORMATION_SETS), default="table5", help="ICML Table 5 or 9, or none"
+    )
     p.add_argument("--knn-k", default=str(KNN_K), help=f"neighbours of the k-NN vote (default: {KNN_K})")
     p.add_argument(
         "--knn-train",
