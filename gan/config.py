@@ -119,13 +119,8 @@ class GANConfig:
         check_number("--mix-alpha", self.mix_alpha, gt=0)
         check(self.mix_lam == "beta" or self.mix_alpha <= 1, "--mix-lam uniform draws λ from (0, α): needs α <= 1")
         check_number("--mix-weight", self.mix_weight, ge=0)
-        check(not self.g_mix or bool(self.mix), "--g-mix gives G the mixup term: it needs --mix (e.g. --mix pixel)")
         check_number("--gp", self.gp, ge=0)
         check(self.d_stem >= 0, f"--d-stem must be >= 0 (0 = no first convolution), got {self.d_stem}")
-        check(
-            "conv1" not in self.mix or self.d_stem > 0 or self.dataset == "ring",
-            "--mix conv1 is the output of D's first convolution: add one with --d-stem (16 in the released code)",
-        )
         check(self.steps > 0 and self.n_dis > 0, "--steps and --n-dis must be positive")
         check(self.batch_size > 0 and self.g_batch_size > 0, "batch sizes must be positive")
         check_number("--lr-d", self.lr_d, gt=0)
@@ -150,6 +145,20 @@ class GANConfig:
         check(max(self.g_blocks, self.d_down) <= 16, "--g-blocks and --d-down double or halve the size: at most 16")
         check(max(self.d_plain, self.mlp_layers) <= 1000, "--d-plain and --mlp-layers must be at most 1000")
         check_number("--seed", self.seed, ge=0, lt=2**63)
+
+
+def check_combinations(cfg: GANConfig) -> None:
+    """Options that need another option (checked on the whole config: one flag alone is checked against the
+    defaults of the others)."""
+    check(not cfg.g_mix or bool(cfg.mix), "--g-mix gives G the mixup term: it needs --mix (e.g. --mix pixel)")
+    check(
+        not cfg.g_mix or cfg.g_batch_size >= cfg.batch_size,
+        f"--g-mix mixes the real batch with G's first {cfg.batch_size} fakes: --g-batch-size must be >= --batch-size",
+    )
+    check(
+        "conv1" not in cfg.mix or cfg.d_stem > 0 or cfg.dataset == "ring",
+        "--mix conv1 is the output of D's first convolution: add one with --d-stem (16 in the released code)",
+    )
 
 
 def network_args(cfg: GANConfig, shape: Sequence[int]) -> dict[str, dict[str, Any]]:

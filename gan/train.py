@@ -35,7 +35,7 @@ from common.mixup import sample_point
 from common.registry import build
 from common.signals import StopSignal
 from common.speed import PLAIN, Speed, configure, fused_kwargs, maybe_compile
-from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, network_args
+from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, check_combinations, network_args
 from gan.losses import PairMix, apply_mixes, d_loss, g_loss, gradient_penalty, mixup_loss, sample_mixes
 from gan.tasks import Task, make_task
 
@@ -310,6 +310,7 @@ def check_mixing_layers(D: nn.Module, mixer: LayerMixup, shape: Sequence[int]) -
 def main(argv: Sequence[str] | None = None) -> int:
     s = start_session(GANConfig, get_args_parser(), argv, "gan")
     configure(s.device)
+    check_combinations(s.cfg)
     task = make_task(s.cfg, s.device, s.dist, s.say)
     check_sizes(s.cfg, task, s.device)
     t = build_training(s, task)
