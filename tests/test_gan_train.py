@@ -502,3 +502,27 @@ def test_a_module_name_on_a_residual_branch_is_one_line_not_a_traceback(tmp_path
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "'stages.0.residual.0'" in err and "pixel, h1" in err
+
+
+def test_the_preprints_conv1_configuration_runs_a_step_on_cifar_sized_images():
+    cfg = resolve_config(
+        T.GANConfig, ROOT / "configs" / "gan" / "gangp-conv1-fr-cifar10.yaml", {"g_channels": "8", "d_channels": "8"}
+    )
+    assert (cfg.mix, cfg.mix_pairs, cfg.gp, cfg.mix_alpha, cfg.spectral_norm) == (("conv1",), ("fr",), 0.5, 0.2, False)
+    T.check_combinations(cfg)
+    torch.manual_seed(0)
+    G, D = T.build_generator(cfg, (3, 32, 32)), T.build_discriminator(cfg, (3, 32, 32))
+    mixer = T.LayerMixup(D, cfg.mix)
+    T.check_mixing_layers(D, mixer, (3, 32, 32))
+    seen = []
+    D.stages[1].register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    loss, parts = T.d_step(G, D, torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, G.z_dim), cfg, mixer)
+    assert seen == [4 + 4 + 4]  # the first block sees real, fake and the FR mixes of conv1's output
+    assert {"d_mix", "d_gp"} <= set(parts) and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", ["table6-digits-gangp", "table6-digits-sngan"])
+def test_table6_configs_are_the_preprints_mixup_settings(name):
+    cfg = resolve_config(T.GANConfig, ROOT / "configs" / "gan" / f"{name}.yaml")
+    assert (cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.mix_per_example) == ("fake", "beta", 0.2, True)
+    assert (cfg.gp, cfg.spectral_norm) == ((10.0, False) if "gangp" in name else (0.0, True))
