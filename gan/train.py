@@ -5,12 +5,15 @@
     python -m gan.train --mix pixel --mix-pairs rf,ff --mix-labels fake --mix-lam beta --mix-alpha 0.2
     python -m gan.train --config configs/gan/ring.yaml --mix pixel     # 8-Gaussian ring: a CPU minute
     python -m gan.train --config configs/gan/digits.yaml               # sklearn digits: CPU minutes
+    python -m gan.train --config configs/gan/table6-digits-gangp.yaml --mix pixel --mix-pairs fr,ff  # GAN-GP
+    python -m gan.train --config configs/gan/gangp-conv1-fr-cifar10.yaml      # conv1 FR, γ 0.5 (FID 20.7)
     python -m gan.train --out runs/x --resume
 
 One generator step (Miyato et al. 2018, plus ICML 2019 eq. 7): n_dis discriminator steps, each on a
 real and a fake batch and, with --mix, on mixes of their hidden states at a point k drawn from the
-eligible set (the states up to k are computed once and shared); then one generator step on the
-ordinary loss, which never sees a mix.
+eligible set (the states up to k are computed once and shared), plus γ times D's gradient penalty with
+--gp; then one generator step on the ordinary loss, minus D's mixup term with --g-mix (ICML eq. 6).
+docs/gan.md describes the options, docs/gan-departures.md where each default comes from.
 """
 
 from __future__ import annotations
