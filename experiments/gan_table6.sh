@@ -4,7 +4,7 @@
 # seeds each, STEPS generator updates, JOBS one-thread runs at a time (training runs of other grids on the
 # machine count too). Finished runs are skipped, interrupted ones resumed. Then the table:
 #   SEEDS="0 1 2" bash experiments/gan_table6.sh        # OUT=runs/table6
-#   python -m gan.table6 runs/table6 --json docs/gan-table6.json
+#   python -m gan.table6 runs/table6 --json docs/gan-table6.json --samples docs/gan-table6-samples.png
 # DRY=1 prints the command of every run still to do (resumed ones with --resume) and starts nothing.
 set -euo pipefail
 OUT=${OUT:-runs/table6}

@@ -1,13 +1,14 @@
 """Preprint Table 6 on the digits: FID and IS mean ± std over seeds, with the preprint's CIFAR-10 numbers beside.
 
     python -m gan.table6 runs/table6                  # the run directories of experiments/gan_table6.sh
-    python -m gan.table6 runs/table6 --json docs/gan-table6.json
+    python -m gan.table6 runs/table6 --json docs/gan-table6.json --samples docs/gan-table6-samples.png
 
 Run directories are named ``<row>-s<seed>`` (``gangp-frff-s2``); the rows are :data:`ROWS`, in Table 6's
 order, each with the preprint's Inception Score and FID (CIFAR-10, 3 runs; its Table 6 gives IS ± std and
 FID without std). Each run's scores are the final evaluation in its ``summary.json`` (keys ending in
 ``fid`` and ``is``: digits-cnn features, comparable with each other only). A row with no finished run shows
-"—"; runs still training (no summary.json) are left out and named on stderr.
+"—"; runs still training (no summary.json) are left out and named on stderr. ``--samples`` writes a figure
+of each row's last sample grid (``samples/step*.png``) for one seed.
 """
 
 from __future__ import annotations
@@ -109,15 +110,55 @@ def _cell(entry: dict, key: str, digits: int) -> str:
     return f"{entry[key][0]:.{digits}f} ± {entry[key][1]:.{digits}f}" if key in entry else "—"
 
 
+def sample_panels(root: Path, seed: int = 0) -> list[tuple[str, Path]]:
+    """(title, last sample grid) of each row, in :data:`ROWS` order, whose seed-``seed`` run finished."""
+    panels = []
+    for row, (label, _) in ROWS.items():
+        run_dir = root / f"{row}-s{seed}"
+        grids = sorted((run_dir / "samples").glob("step*.png"))
+        if (run_dir / "summary.json").is_file() and grids:
+            panels.append((f"{label}\n{row}, seed {seed}, {grids[-1].stem}", grids[-1]))
+    if not panels:
+        raise UsageError(f"{root} holds no finished seed-{seed} run with a sample grid; pick --seed of a finished run")
+    return panels
+
+
+def sample_figure(root: Path, out: Path, seed: int = 0) -> Path:
+    """A PNG with one panel per row whose seed-``seed`` run finished: its last sample grid, titled by row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sample_panels(root, seed)
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, path) in zip(axes.flat, panels):
+        ax.imshow(plt.imread(path))
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m gan.table6", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="the grid's output folder: run directories <row>-s<seed>")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    parser.add_argument("--samples", default=None, metavar="PNG", help="also write each row's last sample grid")
+    parser.add_argument("--seed", type=int, default=0, help="the seed whose sample grids --samples shows (default: 0)")
     args = parser.parse_args(argv)
     table = summarize(collect(Path(args.root)))
     print(markdown(table))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
+    if args.samples:
+        print(f"sample grids: {sample_figure(Path(args.root), Path(args.samples), args.seed)}", file=sys.stderr)
     return 0
 
 

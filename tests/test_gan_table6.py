@@ -3,7 +3,7 @@ import json
 import pytest
 
 from common.config import UsageError
-from gan.table6 import ROWS, collect, main, markdown, summarize
+from gan.table6 import ROWS, collect, main, markdown, sample_panels, summarize
 
 
 def fake_run(root, name, fid, inception, wall=None):
@@ -51,3 +51,25 @@ def test_an_empty_or_unscored_grid_is_a_one_line_error(tmp_path):
         collect(tmp_path)
     with pytest.raises(UsageError, match="not a directory"):
         collect(tmp_path / "missing")
+
+
+def test_the_sample_figure_shows_each_finished_rows_last_grid(tmp_path):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fake_run(tmp_path, "gangp-none-s0", 2.0, 7.0)
+    fake_run(tmp_path, "sngan-fr-s0", 2.0, 7.0)
+    for name in ("gangp-none-s0", "sngan-fr-s0"):
+        (tmp_path / name / "samples").mkdir()
+        for step in (1, 2):
+            plt.imsave(tmp_path / name / "samples" / f"step{step:07d}.png", np.full((8, 8), step / 2.0), cmap="gray")
+    panels = sample_panels(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for _, p in panels] == [
+        "gangp-none-s0/samples/step0000002.png",
+        "sngan-fr-s0/samples/step0000002.png",
+    ]
+    out = tmp_path / "fig" / "samples.png"
+    assert main([str(tmp_path), "--samples", str(out)]) == 0
+    assert out.is_file() and plt.imread(out).shape[1] > 300
+    with pytest.raises(UsageError, match="no finished seed-1 run"):
+        main([str(tmp_path), "--samples", str(out), "--seed", "1"])
