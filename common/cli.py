@@ -18,7 +18,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict, upgrade
+from common.config import (
+    C,
+    UsageError,
+    add_config_args,
+    cli_overrides,
+    field_defaults,
+    resolve_config,
+    to_dict,
+    upgrade,
+)
 from common.lock import lock_run_dir, unlock_run_dir
 from common.replaced import pending_runs, restore_replaced
 from common.run import Run
@@ -113,7 +122,8 @@ def start_run(
             kind=name,
             world=world,
             lock=lock,
-            saved_as_now=lambda saved: upgrade(cls, saved, "", note=False),
+            # a field added since the run was saved compares as its default, the value the run had
+            saved_as_now=lambda saved: field_defaults(cls) | upgrade(cls, saved, "", note=False),
         )
     except BaseException:
         if lock is not None:

@@ -218,6 +218,20 @@ def resolve_config(
     return from_dict(cls, values, "config")
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Every field's default as :func:`to_dict` writes it: how a run saved before a field existed ran."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue  # a required field: every saved config has it
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Fields whose values differ, as ``name: old -> new``."""
     keys = list(old) + [k for k in new if k not in old]

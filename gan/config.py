@@ -42,18 +42,48 @@ class GANConfig:
     d_channels: int = opt(128, "discriminator channels")
     d_down: int = opt(2, "downsampling blocks of D (the first is the optimized block)")
     d_plain: int = opt(2, "resolution-keeping blocks of D")
-    spectral_norm: bool = opt(True, "spectral norm on every D layer")
+    spectral_norm: bool = opt(True, "spectral norm on every D layer (false: Table 6's GAN-GP rows)")
+    d_stem: int = opt(
+        0,
+        "channels of a 3x3 convolution before D's first block, whose output is mixing point conv1 (0 = none; "
+        "16: the released code's 'preproc' D of the preprint's FID 20.7 result)",
+    )
     mlp_hidden: int = opt(128, "ring: hidden units of the MLPs")
     mlp_layers: int = opt(3, "ring: hidden layers of the MLPs")
     # objective
     loss: Literal["ns", "hinge"] = opt("ns", "non-saturating JS (the paper's baseline) or hinge")
-    mix: tuple[str, ...] = opt((), "eligible mixing points of D, e.g. h1,pixel (none = no mixup)")
-    mix_pairs: tuple[str, ...] = opt(("rf", "ff"), "mixes: rf real-fake, fr fake-real, ff fake-fake")
-    mix_labels: Literal["soft", "fake"] = opt("soft", "soft: the real fraction (ICML eq. 5); fake: all fake")
-    mix_lam: Literal["uniform", "beta"] = opt("uniform", "λ ~ Uniform(0, α) (ICML) or Beta(α, α) (preprint)")
-    mix_alpha: float = opt(0.5, "α of the λ distribution")
-    mix_per_example: bool = opt(False, "one λ per mixed example (original code) instead of one per pair type")
-    mix_weight: float = opt(1.0, "weight of the mixup term in D's loss")
+    mix: tuple[str, ...] = opt((), "eligible mixing points of D, e.g. h1,pixel or conv1 (none = no mixup)")
+    mix_pairs: tuple[str, ...] = opt(
+        ("rf", "ff"),
+        "mixes: rf real-fake, fr fake-real, ff fake-fake (default rf,ff: ours, the ring hint of DESIGN §5; "
+        "preprint Table 6: fr and fr,ff; released code: rf,fr,ff; docs/gan-departures.md)",
+    )
+    mix_labels: Literal["soft", "fake"] = opt(
+        "soft", "soft: the real fraction (default: ICML eq. 5, released code); fake: all fake (preprint eq. 2-3)"
+    )
+    mix_lam: Literal["uniform", "beta"] = opt(
+        "uniform", "λ ~ Uniform(0, α) (default: ICML eq. 4, released code) or Beta(α, α) (preprint)"
+    )
+    mix_alpha: float = opt(0.5, "α of the λ distribution (default 0.5: ICML Appendix E's best; Table 6: 0.2)")
+    mix_per_example: bool = opt(
+        False, "one λ per mixed example (released code) instead of one per pair type per step (default: ours)"
+    )
+    mix_weight: float = opt(1.0, "weight of the mixup term in D's loss (1: ICML eq. 6)")
+    g_mix: bool = opt(
+        False,
+        "G also maximises D's mixup term on mixes of its fakes (ICML eq. 6, released code's hidden-mix GAN); "
+        "default off: the preprint's G never sees a mix",
+    )
+    gp: float = opt(0.0, "γ of D's gradient penalty, added to D's loss (0 = off; Table 6's GAN-GP: 10)")
+    gp_on: Literal["real", "interp"] = opt(
+        "real",
+        "real: γ·E‖∇ₓD(x)‖² on the real batch (default: the released code's --dnorm, the source of Table 6's "
+        "GAN-GP rows; R1 of Mescheder et al. 2018); interp: γ·E(‖∇D(x̂)‖−1)² on real-fake interpolates "
+        "(WGAN-GP, Gulrajani et al. 2017)",
+    )
+    gp_of: Literal["prob", "logit"] = opt(
+        "prob", "the D output the penalty differentiates: prob = sigmoid(logit) (default: the released code) or logit"
+    )
     # optimisation (SNGAN: Adam 2e-4, β (0, 0.9), n_dis 5, linear decay)
     steps: int = opt(100_000, "generator updates")
     n_dis: int = opt(5, "discriminator updates per generator update")
@@ -89,6 +119,8 @@ class GANConfig:
         check_number("--mix-alpha", self.mix_alpha, gt=0)
         check(self.mix_lam == "beta" or self.mix_alpha <= 1, "--mix-lam uniform draws λ from (0, α): needs α <= 1")
         check_number("--mix-weight", self.mix_weight, ge=0)
+        check_number("--gp", self.gp, ge=0)
+        check(self.d_stem >= 0, f"--d-stem must be >= 0 (0 = no first convolution), got {self.d_stem}")
         check(self.steps > 0 and self.n_dis > 0, "--steps and --n-dis must be positive")
         check(self.batch_size > 0 and self.g_batch_size > 0, "batch sizes must be positive")
         check_number("--lr-d", self.lr_d, gt=0)
@@ -113,6 +145,20 @@ class GANConfig:
         check(max(self.g_blocks, self.d_down) <= 16, "--g-blocks and --d-down double or halve the size: at most 16")
         check(max(self.d_plain, self.mlp_layers) <= 1000, "--d-plain and --mlp-layers must be at most 1000")
         check_number("--seed", self.seed, ge=0, lt=2**63)
+
+
+def check_combinations(cfg: GANConfig) -> None:
+    """Options that need another option (checked on the whole config: one flag alone is checked against the
+    defaults of the others)."""
+    check(not cfg.g_mix or bool(cfg.mix), "--g-mix gives G the mixup term: it needs --mix (e.g. --mix pixel)")
+    check(
+        not cfg.g_mix or cfg.g_batch_size >= cfg.batch_size,
+        f"--g-mix mixes the real batch with G's first {cfg.batch_size} fakes: --g-batch-size must be >= --batch-size",
+    )
+    check(
+        "conv1" not in cfg.mix or cfg.d_stem > 0 or cfg.dataset == "ring",
+        "--mix conv1 is the output of D's first convolution: add one with --d-stem (16 in the released code)",
+    )
 
 
 def network_args(cfg: GANConfig, shape: Sequence[int]) -> dict[str, dict[str, Any]]:

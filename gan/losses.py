@@ -7,7 +7,8 @@
 
 A mix whose *real fraction* is t is trained towards t with t·real_part + (1−t)·fake_part: for
 ``ns`` this is exactly BCE with the soft target t (ICML eq. 5), for ``hinge`` the λ-weighted sum of
-the two hinge terms. The generator's loss never sees a mix.
+the two hinge terms. The generator's loss sees a mix only with ``--g-mix`` (ICML eq. 6: G maximises the
+whole objective, mixup term included; gan/train.py). :func:`gradient_penalty` is D's optional penalty.
 """
 
 from __future__ import annotations
@@ -121,3 +122,18 @@ def mixup_loss(d_mixes: Tensor, targets: Sequence[Tensor], loss: Loss) -> Tensor
     """
     chunks = d_mixes.chunk(len(targets))
     return torch.stack([soft_label_loss(d, t, loss) for d, t in zip(chunks, targets)]).mean()
+
+
+def gradient_penalty(out: Tensor, x: Tensor, on: Literal["real", "interp"]) -> Tensor:
+    """The gradient penalty without its γ, for D's outputs ``out`` (B,) on inputs ``x`` (B, ...).
+
+    real (R1, Mescheder et al. 2018; the released code's ``--dnorm``): mean over the batch of ‖∇ₓ out‖²;
+    interp (WGAN-GP, Gulrajani et al. 2017): mean of (‖∇ₓ out‖ − 1)², for x̂ on real-fake lines.
+    ``x`` must require grad; the result keeps the graph (create_graph), so it trains D's weights.
+    Each example's output must depend on its own input only (no batch statistics in D).
+    """
+    (grad,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
+    grad = grad.float().flatten(1)
+    if on == "real":
+        return grad.pow(2).sum(1).mean()
+    return (grad.norm(dim=1) - 1).pow(2).mean()

@@ -11,7 +11,9 @@ For 32x32 CIFAR-10 (the defaults)::
        stage 5  ReLU, global sum pooling, linear         h4 -> logit   (B,)
 
 Every layer of D is spectrally normalised with torch's parametrization. D is a
-:class:`~common.staged.StagedNet`, so Manifold Mixup can mix at any of its points.
+:class:`~common.staged.StagedNet`, so Manifold Mixup can mix at any of its points. With ``stem`` channels
+D first runs a 3x3 convolution (the released code's "preproc" D of the preprint's FID 20.7 result), whose
+output is the mixing point ``conv1`` (B, stem, H, W); ``h1``, ``h2`` .. stay the outputs of blocks 1, 2 ..
 """
 
 from __future__ import annotations
@@ -165,14 +167,31 @@ class Discriminator(StagedNet):
     ``down`` blocks halve the resolution (the first is the optimized block), ``plain`` blocks keep it.
     """
 
-    def __init__(self, in_channels: int = 3, channels: int = 128, down: int = 2, plain: int = 2, sn: bool = True):
+    def __init__(
+        self, in_channels: int = 3, channels: int = 128, down: int = 2, plain: int = 2, sn: bool = True, stem: int = 0
+    ):
         if down < 1:
             raise ValueError("the discriminator needs at least one downsampling block")
-        blocks: list[nn.Module] = [OptimizedDBlock(in_channels, channels, sn)]
+        first: list[nn.Module] = [maybe_spectral_norm(nn.Conv2d(in_channels, stem, 3, 1, 1), sn)] if stem else []
+        blocks: list[nn.Module] = [*first, OptimizedDBlock(stem or in_channels, channels, sn)]
         blocks += [DBlock(channels, channels, down=True, sn=sn) for _ in range(down - 1)]
         blocks += [DBlock(channels, channels, down=False, sn=sn) for _ in range(plain)]
         super().__init__([*blocks, SumPoolHead(channels, sn)])
+        self.stem = stem
         init_sngan(self)
+
+    @property
+    def mix_points(self) -> tuple[str, ...]:
+        """("pixel", "h1", ..), with "conv1" after "pixel" when D has a first convolution."""
+        return tuple(self.mix_point_layers)
+
+    @property
+    def mix_point_layers(self) -> dict[str, str]:
+        """pixel -> input, conv1 -> stages.0 (with a stem), hk -> the output of block k."""
+        if not self.stem:
+            return super().mix_point_layers
+        blocks = {f"h{i}": f"stages.{i}" for i in range(1, len(self.stages) - 1)}
+        return {"pixel": "input", "conv1": "stages.0", **blocks}
 
 
 def image_network_args(cfg: Any, shape: Sequence[int]) -> dict[str, dict[str, Any]]:
@@ -199,6 +218,7 @@ def image_network_args(cfg: Any, shape: Sequence[int]) -> dict[str, dict[str, An
             down=cfg.d_down,
             plain=cfg.d_plain,
             sn=cfg.spectral_norm,
+            **({"stem": cfg.d_stem} if cfg.d_stem else {}),  # old checkpoints' model_args have no stem
         ),
     }
 

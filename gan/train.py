@@ -5,12 +5,15 @@
     python -m gan.train --mix pixel --mix-pairs rf,ff --mix-labels fake --mix-lam beta --mix-alpha 0.2
     python -m gan.train --config configs/gan/ring.yaml --mix pixel     # 8-Gaussian ring: a CPU minute
     python -m gan.train --config configs/gan/digits.yaml               # sklearn digits: CPU minutes
+    python -m gan.train --config configs/gan/table6-digits-gangp.yaml --mix pixel --mix-pairs fr,ff  # GAN-GP
+    python -m gan.train --config configs/gan/gangp-conv1-fr-cifar10.yaml      # conv1 FR, γ 0.5 (FID 20.7)
     python -m gan.train --out runs/x --resume
 
 One generator step (Miyato et al. 2018, plus ICML 2019 eq. 7): n_dis discriminator steps, each on a
 real and a fake batch and, with --mix, on mixes of their hidden states at a point k drawn from the
-eligible set (the states up to k are computed once and shared); then one generator step on the
-ordinary loss, which never sees a mix.
+eligible set (the states up to k are computed once and shared), plus γ times D's gradient penalty with
+--gp; then one generator step on the ordinary loss, minus D's mixup term with --g-mix (ICML eq. 6).
+docs/gan.md describes the options, docs/gan-departures.md where each default comes from.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from common.cli import progress, run_main, trainer_parser
-from common.config import check
+from common.config import UsageError, check
 from common.dist import NO_DIST, Dist, shard, wrap
 from common.guard import FLOAT_BYTES, check_memory, footprint
 from common.layers import LayerMixup
@@ -35,8 +38,8 @@ from common.mixup import sample_point
 from common.registry import build
 from common.signals import StopSignal
 from common.speed import PLAIN, Speed, configure, fused_kwargs, maybe_compile
-from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, network_args
-from gan.losses import apply_mixes, d_loss, g_loss, mixup_loss, sample_mixes
+from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, check_combinations, network_args
+from gan.losses import PairMix, apply_mixes, d_loss, g_loss, gradient_penalty, mixup_loss, sample_mixes
 from gan.tasks import Task, make_task
 
 
@@ -75,7 +78,8 @@ def check_sizes(cfg: GANConfig, task: Task, device: torch.device) -> None:
     plain = dataclasses.replace(cfg, spectral_norm=False)  # the same parameter count, a faster estimate
     d_params, d_values = footprint(lambda: build_discriminator(plain, shape), shape)
     mixes = len(cfg.mix_pairs) if cfg.mix else 0
-    d_update = (g_values + d_values * (2 + mixes)) * cfg.batch_size  # G's fakes, then D on real, fake and mixes
+    penalty = 2 * (cfg.gp > 0)  # the penalty's double backward keeps about two more copies of D's states
+    d_update = (g_values + d_values * (2 + mixes + penalty)) * cfg.batch_size  # G's fakes, D on real, fake, mixes
     g_update = (g_values + d_values) * cfg.g_batch_size
     evaluation = g_values * max(task.eval_samples, 64)
     weights = (g_params + d_params) * 4 + g_params * (cfg.g_ema_decay > 0)  # weights, grads, Adam's two moments
@@ -106,40 +110,84 @@ def check_image_sizes(cfg: GANConfig, shape: Sequence[int], num_images: int) -> 
 # The objective
 
 
-def d_step(G: nn.Module, D: Callable, x_real: Tensor, z: Tensor, cfg: GANConfig, mixer: LayerMixup | None = None):
-    """Discriminator loss on a real batch, a fake batch and (with ``mixer``) their mixes at a random layer k.
+def d_logits(
+    D: Callable, x_real: Tensor, x_fake: Tensor, cfg: GANConfig, mixer: LayerMixup | None = None
+) -> tuple[Tensor, Tensor, Tensor | None, list[PairMix]]:
+    """D's float32 logits on the real batch (B,), the fakes (F,) and, with ``mixer``, on mixes of the real
+    batch with the first B fakes at a layer k drawn from the eligible set ((P·B,), else None), and the draws.
 
     D runs once: its layers up to k on the real and fake batch together, the rest on the real, fake and
     mixed states together (the mixes are appended at k), so the mixup term costs D's layers after k on the
-    mixes. ``mixer`` mixes ``D`` at the eligible layers; λ, the permutations and k are drawn before D runs.
+    mixes. λ, the permutations and k are drawn before D runs.
     """
-    with torch.no_grad():
-        x_fake = G(z)
-    b = len(x_real)
-    x = torch.cat([x_real, x_fake])  # (2B, ...)
+    b, f = len(x_real), len(x_fake)
+    x = torch.cat([x_real, x_fake])  # (B + F, ...)
     if mixer is None:
         logits = D(x).float()  # float32 under autocast too
-    else:
-        k = sample_point(mixer.points)
-        draws = sample_mixes(
-            cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, b, cfg.mix_per_example, x.device
-        )
-        append = lambda h: torch.cat([h, apply_mixes(h[:b], h[b:], draws)])  # noqa: E731 (states at k)
-        logits = mixer.forward_with(x, k, append).float()  # of real, fake and mixes
-    logits_real, logits_fake, logits_mixes = logits[:b], logits[b : 2 * b], logits[2 * b :]
+        return logits[:b], logits[b:], None, []
+    k = sample_point(mixer.points)
+    draws = sample_mixes(cfg.mix_pairs, cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, b, cfg.mix_per_example, x.device)
+    append = lambda h: torch.cat([h, apply_mixes(h[:b], h[b : 2 * b], draws)])  # noqa: E731 (states at k)
+    logits = mixer.forward_with(x, k, append).float()  # of real, fake and mixes
+    return logits[:b], logits[b : b + f], logits[b + f :], draws
+
+
+def d_step(G: nn.Module, D: Callable, x_real: Tensor, z: Tensor, cfg: GANConfig, mixer: LayerMixup | None = None):
+    """Discriminator loss on a real batch, a fake batch and (with ``mixer``) their mixes at a random layer k
+    (:func:`d_logits`), plus γ times the gradient penalty when ``cfg.gp`` > 0 (:func:`d_penalty`)."""
+    with torch.no_grad():
+        x_fake = G(z)
+    if cfg.gp > 0 and cfg.gp_on == "real":
+        x_real = x_real.detach().requires_grad_(True)  # R1: D's gradient at the real batch
+    logits_real, logits_fake, logits_mixes, draws = d_logits(D, x_real, x_fake, cfg, mixer)
     loss = d_loss(logits_real, logits_fake, cfg.loss)
     parts = {"d_loss": loss.detach(), "d_real": logits_real.detach().mean(), "d_fake": logits_fake.detach().mean()}
-    if mixer is not None:
+    if logits_mixes is not None:
         term = mixup_loss(logits_mixes, [d.target for d in draws], cfg.loss)
         loss = loss + cfg.mix_weight * term
         parts["d_mix"] = term.detach()
+    if cfg.gp > 0:
+        penalty = d_penalty(D, x_real, x_fake, logits_real, cfg)
+        loss = loss + cfg.gp * penalty
+        parts["d_gp"] = penalty.detach()
     return loss, parts
 
 
-def g_step(G: nn.Module, D: Callable, z: Tensor, cfg: GANConfig) -> tuple[Tensor, dict[str, Tensor]]:
-    """Generator loss on a fresh fake batch: the ordinary GAN objective, no mixup."""
-    loss = g_loss(D(G(z)).float(), cfg.loss)  # float32 logits under autocast too, as in d_step
-    return loss, {"g_loss": loss.detach()}
+def d_penalty(D: Callable, x_real: Tensor, x_fake: Tensor, logits_real: Tensor, cfg: GANConfig) -> Tensor:
+    """The gradient penalty of D without γ (gan.losses.gradient_penalty), of D's logit or its sigmoid.
+
+    real: at the real batch, whose logits D already computed (``x_real`` requires grad); interp: at
+    x̂ = ε·real + (1−ε)·fake, ε ~ U(0, 1) per example (Gulrajani et al. 2017), one more forward of D.
+    """
+    if cfg.gp_on == "real":
+        x, out = x_real, logits_real
+    else:
+        eps = torch.rand(len(x_real), *[1] * (x_real.dim() - 1), device=x_real.device)
+        x = (eps * x_real + (1 - eps) * x_fake).detach().requires_grad_(True)
+        out = D(x).float()
+    return gradient_penalty(torch.sigmoid(out) if cfg.gp_of == "prob" else out, x, cfg.gp_on)
+
+
+def g_step(
+    G: nn.Module,
+    D: Callable,
+    z: Tensor,
+    cfg: GANConfig,
+    mixer: LayerMixup | None = None,
+    x_real: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Generator loss on a fresh fake batch: the ordinary GAN objective; with ``cfg.g_mix`` (and ``mixer``
+    and a real batch ``x_real``) minus D's mixup term on mixes of ``x_real`` with the first B fakes
+    (ICML eq. 6: G maximises the term that D minimises; the released code's hidden-mix GAN does the same)."""
+    if not cfg.g_mix or mixer is None:
+        loss = g_loss(D(G(z)).float(), cfg.loss)  # float32 logits under autocast too, as in d_step
+        return loss, {"g_loss": loss.detach()}
+    if x_real is None:
+        raise ValueError("g_step with cfg.g_mix needs the real batch x_real to mix with")
+    _, logits_fake, logits_mixes, draws = d_logits(D, x_real, G(z), cfg, mixer)
+    gan = g_loss(logits_fake, cfg.loss)
+    term = mixup_loss(logits_mixes, [d.target for d in draws], cfg.loss)
+    return gan - cfg.mix_weight * term, {"g_loss": gan.detach(), "g_mix": term.detach()}
 
 
 def learning_rate(base: float, step: int, cfg: GANConfig) -> float:
@@ -157,23 +205,26 @@ def train_iteration(
     speed: Speed = PLAIN,
     dist: Dist = NO_DIST,
 ) -> dict[str, Tensor]:
-    """n_dis discriminator updates, then one generator update. Returns the loss parts (on the device).
+    """n_dis discriminator updates, then one generator update (with --g-mix on mixes with the last real
+    batch too). Returns the loss parts (on the device).
 
     Noise is drawn for the global batch on every rank and sharded, like the data.
     """
     parts: dict[str, Tensor] = {}
     for i in range(cfg.n_dis):
-        x_real = real.batch(step * cfg.n_dis + i)
+        x_real = speed.images(real.batch(step * cfg.n_dis + i))
         z = shard(torch.randn(cfg.batch_size, nets.G.z_dim, device=device), dist)
         with speed.autocast(device):
-            loss, parts = d_step(nets.G_train, nets.D_train, speed.images(x_real), z, cfg, nets.D_mix)
+            loss, parts = d_step(nets.G_train, nets.D_train, x_real, z, cfg, nets.D_mix)
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
     nets.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
     z = shard(torch.randn(cfg.g_batch_size, nets.G.z_dim, device=device), dist)
     with speed.autocast(device):
-        loss, g_parts = g_step(nets.G_train, nets.D_train, z, cfg)
+        loss, g_parts = g_step(
+            nets.G_train, nets.D_train, z, cfg, nets.D_mix, x_real
+        )  # with --g-mix: the last real batch
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
@@ -213,8 +264,16 @@ def build_training(s: Session, task: Task) -> Training:
     model_args = network_args(cfg, task.shape)
     G = speed.module(build(model_args["generator"]).to(device))
     D = speed.module(build(model_args["discriminator"]).to(device))
-    G_train, D_train = maybe_compile(wrap(G, s.dist, device), speed), maybe_compile(wrap(D, s.dist, device), speed)
+    check(
+        cfg.gp == 0 or not s.dist.enabled,
+        "--gp: the gradient penalty (a double backward) is not supported across processes; run one process",
+    )
+    # The penalty differentiates D's gradient, which torch.compile's backward graphs do not: D runs eager.
+    D_speed = dataclasses.replace(speed, compile=False) if cfg.gp > 0 else speed
+    G_train, D_train = maybe_compile(wrap(G, s.dist, device), speed), maybe_compile(wrap(D, s.dist, device), D_speed)
     D_mix = LayerMixup(D_train, cfg.mix) if cfg.mix else None  # names checked, hooks installed before compiling
+    if D_mix is not None:
+        check_mixing_layers(D, D_mix, task.shape)
     nets = Nets(G, D, G_train, D_train, D_mix)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **fused_kwargs(device))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **fused_kwargs(device))
@@ -227,9 +286,34 @@ def build_training(s: Session, task: Task) -> Training:
     return Training(nets, opt_g, opt_d, G_ema, fixed_z, dict(model_args))
 
 
+def check_mixing_layers(D: nn.Module, mixer: LayerMixup, shape: Sequence[int]) -> None:
+    """Refuse, in one line, a mixing layer after which D fails when the batch grows by the mixes: a module on
+    one branch of a residual block (``stages.0.residual.0``), whose sibling branch still carries the old
+    batch. One forward per layer on two blank examples, in eval mode (spectral norm's power iteration and
+    the random generators are left as they were)."""
+    x = torch.zeros(2, *shape, device=next(D.parameters()).device)
+    was_training = D.training
+    D.eval()
+    try:
+        with torch.no_grad():
+            for label in mixer.names:
+                try:
+                    LayerMixup(D, [label]).forward_with(x, 0, lambda h: torch.cat([h, h[:1]]))
+                except RuntimeError as e:
+                    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    points = ", ".join(getattr(D, "mix_points", ()))
+                    raise UsageError(
+                        f"--mix: D fails when the mixes are appended at layer {label!r} ({reason}): it is not D's "
+                        f"only path onward (one branch of a residual block?); mix at one of D's points ({points})"
+                    ) from None
+    finally:
+        D.train(was_training)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     s = start_session(GANConfig, get_args_parser(), argv, "gan")
     configure(s.device)
+    check_combinations(s.cfg)
     task = make_task(s.cfg, s.device, s.dist, s.say)
     check_sizes(s.cfg, task, s.device)
     t = build_training(s, task)
@@ -315,16 +399,20 @@ def evaluate(s: Session, task: Task, G: nn.Module, step: int) -> None:
 
 
 def log_line(step: int, cfg: GANConfig, losses: dict[str, float], rate: float) -> str:
-    """Every term of D's loss (the mixup term raw and weighted) and G's, and D's mean logits."""
+    """Every term of D's loss (the mixup term and the penalty raw and weighted) and G's, and D's mean logits."""
     d_terms = f"D loss {losses['d_loss']:.4f}"
-    if "d_mix" in losses:
-        weighted = cfg.mix_weight * losses["d_mix"]
-        d_terms = (
-            f"D loss {losses['d_loss'] + weighted:.4f} (gan {losses['d_loss']:.4f}, "
-            f"mix {losses['d_mix']:.4f} × {cfg.mix_weight:g} = {weighted:.4f})"
-        )
+    terms = (("mix", "d_mix", cfg.mix_weight), ("gp", "d_gp", cfg.gp))
+    extra = [(name, losses[key], w) for name, key, w in terms if key in losses]
+    if extra:
+        total = losses["d_loss"] + sum(w * value for _, value, w in extra)
+        shown = ", ".join(f"{name} {value:.4f} × {w:g} = {w * value:.4f}" for name, value, w in extra)
+        d_terms = f"D loss {total:.4f} (gan {losses['d_loss']:.4f}, {shown})"
+    g_terms = f"G loss {losses['g_loss']:.4f}"
+    if "g_mix" in losses:
+        weighted = cfg.mix_weight * losses["g_mix"]
+        g_terms = f"G loss {losses['g_loss'] - weighted:.4f} (gan {losses['g_loss']:.4f}, − mix {weighted:.4f})"
     return (
-        f"step {step}/{cfg.steps} | {d_terms} | G loss {losses['g_loss']:.4f} | "
+        f"step {step}/{cfg.steps} | {d_terms} | {g_terms} | "
         f"D(real) {losses['d_real']:.3f}, D(fake) {losses['d_fake']:.3f} (mean logits) | {rate:.0f} real/s"
     )
 

@@ -166,3 +166,14 @@ def test_an_old_key_name_is_read_as_the_new_one_with_a_one_line_note(tmp_path, c
     assert "--epochs-total" in parser.format_help()
     with pytest.raises(UsageError, match="unknown key 'epoch_total'"):
         resolve_config(Renamed, None, base={"epoch_total": 4})
+
+
+def test_field_defaults_are_written_as_to_dict_writes_them():
+    from common.config import field_defaults
+
+    @dataclass(frozen=True)
+    class Small:
+        steps: int = opt(3, "steps")
+        pairs: tuple[str, ...] = opt(("rf", "ff"), "pairs")
+
+    assert field_defaults(Small) == {"steps": 3, "pairs": ["rf", "ff"]} == to_dict(Small())

@@ -3,7 +3,16 @@ import torch
 import torch.nn.functional as F
 
 from common.staged import StagedNet
-from gan.losses import apply_mixes, d_loss, g_loss, mix_real_fraction, mixup_loss, sample_mixes, soft_label_loss
+from gan.losses import (
+    apply_mixes,
+    d_loss,
+    g_loss,
+    gradient_penalty,
+    mix_real_fraction,
+    mixup_loss,
+    sample_mixes,
+    soft_label_loss,
+)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +124,32 @@ def test_mixup_term_is_one_expectation_over_every_mix(labels, loss):
             per_example.append(ell)
     torch.testing.assert_close(term, torch.stack(per_example).mean())
     assert targets[0].shape == (5,)
+
+
+class Linear2(torch.nn.Module):
+    """D(x) = w·x + b on (B, 2) inputs: ∇ₓ D = w everywhere, so the penalties are known by hand."""
+
+    def __init__(self, w=(3.0, 4.0), b=0.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w))
+        self.b = torch.nn.Parameter(torch.tensor(b))
+
+    def forward(self, x):
+        return x @ self.w + self.b
+
+
+def test_gradient_penalty_values_by_hand():
+    D, x = Linear2(), torch.zeros(4, 2, requires_grad=True)
+    assert float(gradient_penalty(D(x), x, "real")) == pytest.approx(25.0)  # ‖(3, 4)‖² = 25
+    assert float(gradient_penalty(D(x), x, "interp")) == pytest.approx(16.0)  # (‖(3, 4)‖ − 1)² = 16
+    # of the sigmoid at logit 0: σ' = 1/4, so ‖∇‖² = 25/16 (the released code's --dnorm on D's probability)
+    assert float(gradient_penalty(torch.sigmoid(D(x)), x, "real")) == pytest.approx(25 / 16)
+
+
+def test_gradient_penalty_trains_the_weights_by_hand():
+    D, x = Linear2(), torch.randn(4, 2, requires_grad=True)
+    gradient_penalty(D(x), x, "real").backward()
+    torch.testing.assert_close(D.w.grad, 2 * D.w.detach())  # d‖w‖²/dw = 2w
+    D.zero_grad()
+    gradient_penalty(D(x), x, "interp").backward()
+    torch.testing.assert_close(D.w.grad, 2 * (1 - 1 / 5) * D.w.detach())  # d(‖w‖ − 1)²/dw = 2(‖w‖ − 1)·w/‖w‖

@@ -83,3 +83,14 @@ def test_spectral_norm_power_iteration_runs_in_float32_with_autocast_off(monkeyp
     state = D.state_dict()  # torch's keys: checkpoints written before still load
     assert "stages.0.residual.0.parametrizations.weight.0._u" in state
     assert all(v.dtype == torch.float32 for k, v in state.items() if k.endswith(("_u", "_v")))
+
+
+def test_a_first_convolution_is_mixing_point_conv1_and_block_points_keep_their_names():
+    D = Discriminator(in_channels=1, channels=16, down=2, plain=1, stem=8)
+    assert D.mix_points == ("pixel", "conv1", "h1", "h2", "h3")
+    assert D.mix_point_layers["conv1"] == "stages.0" and D.mix_point_layers["h1"] == "stages.1"
+    x = torch.randn(3, 1, 8, 8)
+    assert D(x, 0, 1).shape == (3, 8, 8, 8)  # conv1: the stem's output, full resolution
+    assert D(x, 0, 2).shape == (3, 16, 4, 4)  # h1: block 1's output, as without a stem
+    plain = Discriminator(in_channels=1, channels=16, down=2, plain=1)
+    assert plain.mix_points == ("pixel", "h1", "h2", "h3") and len(D.stages) == len(plain.stages) + 1

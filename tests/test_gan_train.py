@@ -366,3 +366,163 @@ def test_each_task_has_its_own_default_number_of_evaluation_samples():
     assert toy.RingTask(T.GANConfig(dataset="ring"), torch.device("cpu")).eval_samples == toy.EVAL_SAMPLES
     assert images.scored_samples(T.GANConfig(dataset="digits")) == images.EVAL_SAMPLES
     assert images.scored_samples(T.GANConfig(dataset="digits", eval_samples=0)) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient penalty, G's mixup term, the first-convolution point (issue 25)
+
+
+def digits_cfg(**overrides):
+    base = {"g_channels": "16", "d_channels": "16", "batch_size": "8", "g_batch_size": "8"}
+    return resolve_config(T.GANConfig, ROOT / "configs" / "gan" / "digits.yaml", base | overrides)
+
+
+def digits_nets(cfg):
+    torch.manual_seed(0)
+    return T.build_generator(cfg, (1, 8, 8)), T.build_discriminator(cfg, (1, 8, 8))
+
+
+def d_grads(cfg, mix=()):
+    G, D = digits_nets(cfg)
+    torch.manual_seed(1)
+    x, z = torch.rand(8, 1, 8, 8) * 2 - 1, torch.randn(8, G.z_dim)
+    loss, parts = T.d_step(G, D, x, z, cfg, T.LayerMixup(D, mix) if mix else None)
+    loss.backward()
+    return {n: p.grad.clone() for n, p in D.named_parameters()}, parts
+
+
+@pytest.mark.parametrize("sn", ["true", "false"])
+@pytest.mark.parametrize("on", ["real", "interp"])
+def test_gradient_penalty_reaches_every_weight_of_d_with_or_without_spectral_norm(sn, on):
+    plain, _ = d_grads(digits_cfg(spectral_norm=sn))
+    penalised, parts = d_grads(digits_cfg(spectral_norm=sn, gp="10", gp_on=on, gp_of="logit"))
+    assert "d_gp" in parts and float(parts["d_gp"]) > 0
+    weights = [n for n in plain if n.endswith("weight") or n.endswith("original")]
+    assert weights and all(not torch.equal(plain[n], penalised[n]) for n in weights)
+
+
+def test_gradient_penalty_works_with_d_mixup_and_is_taken_at_the_real_batch_only():
+    cfg = digits_cfg(gp="1", mix="h1,pixel", mix_pairs="fr,ff")
+    G, D = digits_nets(cfg)
+    x, z = torch.rand(8, 1, 8, 8), torch.randn(8, G.z_dim)
+    torch.manual_seed(3)
+    _, parts = T.d_step(G, D, x, z, cfg, T.LayerMixup(D, cfg.mix))
+    assert {"d_mix", "d_gp"} <= set(parts)
+    xr = x.clone().requires_grad_(True)  # the released code's --dnorm: ‖∇ₓ σ(D(x))‖² on the real batch alone
+    D.eval()  # the same spectral-norm weights as that step's (no further power iteration)
+    (grad,) = torch.autograd.grad(torch.sigmoid(D(xr)).sum(), xr)
+    torch.testing.assert_close(parts["d_gp"], grad.flatten(1).pow(2).sum(1).mean())
+
+
+def test_a_run_with_the_gradient_penalty_and_g_mix_resumes_exactly(tmp_path, monkeypatch):
+    argv = [*RING, "--steps", "200", "--mix", "h1,pixel", "--gp", "1", "--gp-on", "interp", "--g-mix"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    monkeypatch.setattr(T, "StopSignal", signal_after(T.StopSignal, 130, signal.SIGTERM))
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+    full = metrics_without_time(tmp_path / "full")
+    assert full == metrics_without_time(tmp_path / "cut")
+    assert any("d_gp" in m and "g_mix" in m for m in full)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    for key in ("generator", "discriminator"):
+        for name, value in a[key].items():
+            torch.testing.assert_close(b[key][name], value, rtol=0, atol=0)
+
+
+def test_a_run_saved_before_the_new_fields_existed_resumes(tmp_path, monkeypatch):
+    import yaml
+
+    argv = [*RING, "--steps", "40", "--checkpoint-every", "20"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    monkeypatch.setattr(T, "StopSignal", signal_after(T.StopSignal, 25, signal.SIGTERM))
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    saved = tmp_path / "cut" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    new = ("gp", "gp_on", "gp_of", "g_mix", "d_stem")
+    saved.write_text(yaml.safe_dump({k: v for k, v in config.items() if k not in new}))
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+    assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
+
+
+def g_grads(cfg, x_real):
+    """G's loss, loss parts and gradients on fresh digits nets; whether the step drew any random number."""
+    G, D = digits_nets(cfg)
+    D.requires_grad_(False)
+    z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(2))
+    state = torch.random.get_rng_state()
+    loss, parts = T.g_step(G, D, z, cfg, T.LayerMixup(D, cfg.mix), x_real)
+    drew = not torch.equal(state, torch.random.get_rng_state())
+    loss.backward()
+    return loss.detach(), parts, [p.grad.clone() for p in G.parameters()], drew
+
+
+def test_g_mix_changes_the_generators_gradient_and_off_is_the_ordinary_loss():
+    x = torch.rand(8, 1, 8, 8) * 2 - 1
+    off_loss, off_parts, off_grads, drew = g_grads(digits_cfg(mix="pixel"), x)
+    G, D = digits_nets(digits_cfg(mix="pixel"))
+    z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(off_loss, T.g_loss(D(G(z)).float(), "ns"), rtol=0, atol=0)  # today's loss
+    assert set(off_parts) == {"g_loss"} and not drew  # and today's random stream
+    on_loss, on_parts, on_grads, _ = g_grads(digits_cfg(mix="pixel", g_mix="true"), x)
+    assert set(on_parts) == {"g_loss", "g_mix"}
+    torch.testing.assert_close(on_parts["g_loss"], off_loss)  # the ordinary part is unchanged...
+    torch.testing.assert_close(on_loss, off_loss - on_parts["g_mix"])  # ...minus the mixup term (weight 1)
+    assert any(not torch.equal(a, b) for a, b in zip(off_grads, on_grads))
+
+
+def test_g_mix_needs_mixup(tmp_path):
+    with pytest.raises(UsageError, match="--g-mix gives G the mixup term: it needs --mix"):
+        T.main([*TINY_DIGITS, "--g-mix", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def test_first_convolution_point_trains_with_the_penalty(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--d-stem", "8", "--mix", "conv1", "--mix-pairs", "fr", "--gp", "0.5", "--spectral-norm", "false"]
+    assert T.main([*TINY_DIGITS, *argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mixing_points"] == "conv1"
+    assert any("d_gp" in m and "d_mix" in m for m in metrics_without_time(out))
+
+
+def test_conv1_without_a_first_convolution_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="--d-stem"):
+        T.main([*TINY_DIGITS, "--mix", "conv1", "--out", str(tmp_path / "run")])
+
+
+def test_a_module_name_on_a_residual_branch_is_one_line_not_a_traceback(tmp_path, capsys):
+    from common.cli import run_main
+
+    argv = [*TINY_DIGITS, "--mix", "stages.0.residual.0", "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_:
+        run_main(T.main, argv, prog="python -m gan.train")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "'stages.0.residual.0'" in err and "pixel, h1" in err
+
+
+def test_the_preprints_conv1_configuration_runs_a_step_on_cifar_sized_images():
+    cfg = resolve_config(
+        T.GANConfig, ROOT / "configs" / "gan" / "gangp-conv1-fr-cifar10.yaml", {"g_channels": "8", "d_channels": "8"}
+    )
+    assert (cfg.mix, cfg.mix_pairs, cfg.gp, cfg.mix_alpha, cfg.spectral_norm) == (("conv1",), ("fr",), 0.5, 0.2, False)
+    T.check_combinations(cfg)
+    torch.manual_seed(0)
+    G, D = T.build_generator(cfg, (3, 32, 32)), T.build_discriminator(cfg, (3, 32, 32))
+    mixer = T.LayerMixup(D, cfg.mix)
+    T.check_mixing_layers(D, mixer, (3, 32, 32))
+    seen = []
+    D.stages[1].register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    loss, parts = T.d_step(G, D, torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, G.z_dim), cfg, mixer)
+    assert seen == [4 + 4 + 4]  # the first block sees real, fake and the FR mixes of conv1's output
+    assert {"d_mix", "d_gp"} <= set(parts) and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", ["table6-digits-gangp", "table6-digits-sngan"])
+def test_table6_configs_are_the_preprints_mixup_settings(name):
+    cfg = resolve_config(T.GANConfig, ROOT / "configs" / "gan" / f"{name}.yaml")
+    assert (cfg.mix_labels, cfg.mix_lam, cfg.mix_alpha, cfg.mix_per_example) == ("fake", "beta", 0.2, True)
+    assert (cfg.gp, cfg.spectral_norm) == ((10.0, False) if "gangp" in name else (0.0, True))
