@@ -10,7 +10,7 @@ paper's protocol; the first of equal maxima), the median test error of the last 
 evaluations (FixMatch/USB), the final test error, and the test NLL at the best validation
 accuracy; the final error on the clean labelled training images when the run measured it (how well it
 fits them); ECE and FGSM accuracy when ``python -m ssl.evaluate`` wrote ``evaluation.json`` into the run; the
-wall time when a file ``<run_dir>.wall_s`` beside it (or ``wall_s`` in it) holds its seconds. Runs are
+wall time from a file ``<run_dir>.wall_s`` beside it (or ``wall_s`` in it), else from its summary.json. Runs are
 grouped by their directory name with the seed suffix (``-s<N>``) removed; std is the sample standard
 deviation. Runs still training (no ``summary.json``) are left out unless ``--unfinished``.
 
@@ -85,6 +85,8 @@ def load_run(path: str | Path) -> dict[str, Any]:
             wall = float(candidate.read_text())
             break
     optional = {name: read_json(path / f) if (path / f).is_file() else None for name, f in JSON_FILES.items()}
+    if wall is None and optional["summary"]:  # the trainer's own wall time when no grid script timed the run
+        wall = optional["summary"].get("wall_time_s")
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else None
     return {"format": ARCHIVE_FORMAT, "name": path.name, "metrics": metrics, "config": config, "wall_s": wall} | (
         optional
