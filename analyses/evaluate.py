@@ -3,6 +3,7 @@
     python -m analyses.evaluate runs/digits-manifold-s0                  # or .../checkpoint.pt
     python -m analyses.evaluate RUN --eps 0.031 --max-images 2000 --out eval.json
     python -m analyses.evaluate RUN --deformations table9 --weights ema
+    python -m analyses.evaluate RUN --pgd-steps 200 --pgd-step-size 0.01 --pgd-eps inf --pgd-report 10,50,200
 
 Reports, on the test images:
 
@@ -12,6 +13,11 @@ Reports, on the test images:
 - white-box FGSM accuracy (Goodfellow et al. 2015; ICML Table 7): x_adv = clip(x + ε·sign(∇_x CE), 0, 1)
   with x the image in [0, 1] pixel space before normalisation and ZCA; the gradient is taken through
   the preprocessing and the network in eval mode; ε = 8/255 by default (Madry et al. 2018's setting);
+- white-box unbounded PGD accuracy (ICML Appendix D, the sanity check of Athalye et al. 2018): iterated
+  signed-gradient steps x_{t+1} = clip(Π_ε(x_t + step·sign(∇_x CE)), 0, 1) from x_0 = x, no random start,
+  200 iterations of step 0.01 and ε = ∞ (no projection Π_ε, only the pixel range) by default; the accuracy on
+  x_t is reported after each of a few iteration counts t (10, 50, 200). A defence that only masks gradients
+  keeps its accuracy here; a real one falls to about 0 (the paper: 1% input mixup, 0% manifold mixup);
 - accuracy under the novel deformations of ICML Table 5 (``table9``: all of Appendix Table 9): rotation
   by an angle ~ U(−a, a), shear by an angle ~ U(−a, a), zoom in / out by a fixed factor (centre box of k%
   of the side, resized to the full image; outside the image is black); bilinear, in pixel space;
@@ -53,6 +59,10 @@ from ssl.data import build_data
 ECE_BINS = 15
 KNN_K = 5
 DEFAULT_EPS = "8/255"
+PGD_STEPS = 200  # ICML Appendix D: "PGD for 200 iterations with a step size of 0.01"
+PGD_STEP_SIZE = "0.01"
+PGD_EPS = "inf"  # unbounded: only the pixel range [0, 1] constrains the image
+PGD_REPORT = "10,50,200"
 RESULT = EVALUATION
 
 
@@ -108,6 +118,46 @@ def fgsm(model: nn.Module, preprocess: Preprocess, x: Tensor, y: Tensor, eps: fl
     loss = F.cross_entropy(model(network_input(preprocess, x)).float(), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
     return (x + eps * grad.sign()).clamp(0, 1).detach()
+
+
+def pgd(
+    model: nn.Module,
+    preprocess: Preprocess,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    report: Sequence[int] = (),
+) -> dict[int, Tensor]:
+    """L∞ PGD in pixel space from x_0 = x (no random start; Madry et al. 2018, unbounded when eps = inf):
+
+        x_{t+1} = clip(clip(x_t + step_size·sign(∇_x CE(model(x_t), y)), x − eps, x + eps), 0, 1)
+
+    Returns {t: (B,) bool, whether x_t is classified as y} for each t in ``report`` (0 <= t <= steps),
+    the model in whatever mode it is in (eval for the white-box check).
+    """
+    want = sorted(set(report))
+    if any(not 0 <= t <= steps for t in want):
+        raise ValueError(f"report counts must be in [0, {steps}], got {list(report)}")
+    x0 = x.detach()
+    xt = x0.clone()
+    correct: dict[int, Tensor] = {}
+    for t in range(steps + 1):
+        xt.requires_grad_(True)
+        logits = model(network_input(preprocess, xt)).float()
+        if t in want:
+            correct[t] = (logits.argmax(1) == y).detach()
+        if t == steps:
+            break
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xt)
+        with torch.no_grad():
+            xt = xt + step_size * grad.sign()
+            if math.isfinite(eps):
+                xt = torch.minimum(torch.maximum(xt, x0 - eps), x0 + eps)
+            xt = xt.clamp(0, 1)
+    return correct
 
 
 def deformation_matrix(d: Deformation, u: Tensor) -> Tensor:
@@ -210,6 +260,38 @@ def parse_eps(text: str) -> float:
     return eps
 
 
+def parse_pgd(eps_text: str, step_text: str, steps_text: str, report_text: str) -> tuple[float, float, int, list[int]]:
+    """The PGD flags -> (eps, step size, iterations, report counts); ``--pgd-steps 0`` turns PGD off."""
+    if eps_text.strip().lower() in ("inf", "none", "unbounded"):
+        eps = math.inf
+    else:
+        try:
+            eps = float(Fraction(eps_text.strip()))
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"--pgd-eps: expected inf or a number such as 8/255, got {eps_text!r}") from None
+        if not 0 <= eps <= 1:
+            raise UsageError(f"--pgd-eps {eps_text}: must be inf or in [0, 1] (pixels are in [0, 1])")
+    try:
+        step_size = float(Fraction(step_text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"--pgd-step-size: expected a number such as 0.01, got {step_text!r}") from None
+    if not 0 < step_size <= 1:
+        raise UsageError(f"--pgd-step-size {step_text}: must be in (0, 1] (pixel units; the paper's is 0.01)")
+    if not steps_text.strip().isdigit():
+        raise UsageError(f"--pgd-steps: expected a non-negative integer (0 turns PGD off), got {steps_text!r}")
+    steps = int(steps_text)
+    try:
+        report = sorted({int(t) for t in report_text.split(",") if t.strip()} | ({steps} if steps else set()))
+    except ValueError:
+        raise UsageError(
+            f"--pgd-report: expected comma-separated iteration counts like 10,50,200, got {report_text!r}"
+        ) from None
+    report = [t for t in report if t <= steps] if steps else []
+    if any(t < 1 for t in report):
+        raise UsageError(f"--pgd-report {report_text}: iteration counts must be positive")
+    return eps, step_size, steps, report
+
+
 def locate_run(path: str) -> tuple[Path, Path]:
     """RUN_DIR or RUN_DIR/checkpoint.pt -> (run directory, checkpoint file)."""
     p = Path(path)
@@ -263,6 +345,16 @@ def get_args_parser() -> ArgumentParser:
     p.add_argument("--seed", default="0", help="seed of the deformations' random angles (default: 0)")
     p.add_argument("--weights", choices=("model", "ema"), default="model", help="the trained or the EMA weights")
     p.add_argument(
+        "--pgd-steps", default=str(PGD_STEPS), help=f"PGD iterations, 0 = off (default: {PGD_STEPS}, ICML App. D)"
+    )
+    p.add_argument("--pgd-step-size", default=PGD_STEP_SIZE, help=f"PGD step in pixel units (default: {PGD_STEP_SIZE})")
+    p.add_argument("--pgd-eps", default=PGD_EPS, help=f"PGD L∞ radius, inf = unbounded (default: {PGD_EPS})")
+    p.add_argument(
+        "--pgd-report",
+        default=PGD_REPORT,
+        help=f"iteration counts to report; those above --pgd-steps are dropped (default: {PGD_REPORT})",
+    )
+    p.add_argument(
         "--deformations", choices=tuple(DEFORMATION_SETS), default="table5", help="ICML Table 5 or 9, or none"
     )
     p.add_argument("--knn-k", default=str(KNN_K), help=f"neighbours of the k-NN vote (default: {KNN_K})")
@@ -306,6 +398,9 @@ def accuracy(model: nn.Module, preprocess: Preprocess, x: Tensor, y: Tensor, bs:
 def evaluate_run(args: Any) -> dict[str, Any]:
     """Everything the command reports, as the JSON-ready mapping."""
     eps = parse_eps(args.eps)
+    pgd_eps, pgd_step, pgd_steps, pgd_report = parse_pgd(
+        args.pgd_eps, args.pgd_step_size, args.pgd_steps, args.pgd_report
+    )
     max_images = positive_int(args.max_images, "--max-images", None)
     k = positive_int(args.knn_k, "--knn-k", KNN_K)
     seed_text = str(args.seed).strip()
@@ -350,6 +445,13 @@ def evaluate_run(args: Any) -> dict[str, Any]:
         with torch.no_grad():
             adv_correct += (model(network_input(data.preprocess, x_adv)).argmax(1) == yb).sum().item()
 
+    pgd_correct = dict.fromkeys(pgd_report, 0)
+    for xb, yb in zip(x.split(bs), y.split(bs)) if pgd_steps else ():
+        for t, c in pgd(
+            model, data.preprocess, xb, yb, eps=pgd_eps, step_size=pgd_step, steps=pgd_steps, report=pgd_report
+        ).items():
+            pgd_correct[t] += c.sum().item()
+
     u = deformation_draws(n, seed)
     deformations = DEFORMATION_SETS[args.deformations]
     deformed = {}
@@ -376,6 +478,7 @@ def evaluate_run(args: Any) -> dict[str, Any]:
             "nll": nll,
             "ece": ece,
             "fgsm_acc": adv_correct / n,
+            "pgd_acc": {str(t): c / n for t, c in pgd_correct.items()},
             "knn_acc": knn_acc,
             "deformation_acc": deformed,
         },
@@ -389,6 +492,16 @@ def evaluate_run(args: Any) -> dict[str, Any]:
                 "norm": "Linf",
                 "steps": 1,
                 "rule": "clip(x + eps*sign(grad_x CE), 0, 1), white-box, eval mode",
+            },
+            "pgd": {
+                "eps": None if math.isinf(pgd_eps) else pgd_eps,
+                "eps_text": args.pgd_eps,
+                "step_size": pgd_step,
+                "steps": pgd_steps,
+                "report": pgd_report,
+                "norm": "Linf",
+                "rule": "x_{t+1} = clip(clip(x_t + step*sign(grad_x CE), x-eps, x+eps), 0, 1), x_0 = x, "
+                "no random start; eps null = unbounded (pixel range only); accuracy on x_t",
             },
             "ece": {"bins": ECE_BINS, "binning": "equal-width on the top-class probability"},
             "deformations": {
@@ -420,6 +533,14 @@ def format_table(result: dict[str, Any]) -> str:
         ("clean NLL", f"{r['nll']:.4f}"),
         (f"ECE ({p['ece']['bins']} bins)", f"{100 * r['ece']:.2f}%"),
         (f"FGSM accuracy (eps {p['fgsm']['eps_text']} = {p['fgsm']['eps']:.4f})", f"{100 * r['fgsm_acc']:.2f}%"),
+    ]
+    pgd_p = p.get("pgd", {})
+    bound = "unbounded" if pgd_p.get("eps") is None else f"eps {pgd_p.get('eps_text')}"
+    rows += [
+        (f"PGD accuracy ({bound}, step {pgd_p['step_size']:g}, {t} iterations)", f"{100 * acc:.2f}%")
+        for t, acc in r.get("pgd_acc", {}).items()
+    ]
+    rows += [
         (f"{knn['k']}-NN accuracy (cosine, {knn['train_images']} {knn['train']})", f"{100 * r['knn_acc']:.2f}%"),
     ]
     rows += [(f"accuracy, {name}", f"{100 * acc:.2f}%") for name, acc in r["deformation_acc"].items()]

@@ -55,6 +55,71 @@ def test_fgsm_is_eps_times_the_sign_of_the_input_gradient_clipped_to_pixels():
     assert torch.equal(E.fgsm(model, pre, x, y, 0.0), x)
 
 
+def test_one_pgd_step_of_size_eps_is_fgsm_and_the_projection_keeps_the_ball():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    pre = Preprocess(mean=(0.5,), std=(0.2,))
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    fgsm_correct = model(E.network_input(pre, E.fgsm(model, pre, x, y, 0.05))).argmax(1) == y
+    for eps in (math.inf, 0.05, 0.3):
+        out = E.pgd(model, pre, x, y, eps=eps, step_size=0.05, steps=1, report=[0, 1])
+        assert torch.equal(out[0], model(E.network_input(pre, x)).argmax(1) == y)  # x_0 = x: the clean prediction
+        assert torch.equal(out[1], fgsm_correct)
+
+    # a bounded attack never leaves the ε-ball or the pixel range: record the iterates through the model
+    seen = []
+    probe = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    probe.load_state_dict(model.state_dict())
+    probe.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach()))
+    ident = Preprocess(mean=(0.0,), std=(1.0,))
+    E.pgd(probe, ident, x, y, eps=0.03, step_size=0.01, steps=8, report=[8])
+    assert len(seen) == 9 and all((s - x).abs().max() <= 0.03 + 1e-6 and s.min() >= 0 and s.max() <= 1 for s in seen)
+    assert (seen[-1] - x).abs().max() > 0.029  # 8 steps of 0.01 reach the bound
+    with pytest.raises(ValueError, match="report counts"):
+        E.pgd(model, pre, x, y, eps=0.1, step_size=0.01, steps=5, report=[6])
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    """A 64-128-10 MLP trained on the bundled digits in about a second: ~95% test accuracy."""
+    from common.staged import StagedNet
+    from analyses.flattening import fit, load_digits_split
+
+    x, y, xt, yt = load_digits_split()
+    torch.manual_seed(0)
+    net = StagedNet([nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU()), nn.Linear(128, 10)])
+    fit(net, x.view(-1, 1, 8, 8), y, steps=400, batch_size=100, lr=3e-3)
+    return net, xt.view(-1, 1, 8, 8), yt
+
+
+def test_pgd_on_a_trained_digits_model_beats_fgsm_and_unbounded_reaches_zero(digits_mlp):
+    net, x, y = digits_mlp
+    pre = Preprocess(mean=(0.3,), std=(0.4,))
+    clean = (net(E.network_input(pre, x)).argmax(1) == y).float().mean().item()
+    assert clean > 0.9
+    for eps in (0.02, 0.05, 0.1):
+        fgsm_acc = (net(E.network_input(pre, E.fgsm(net, pre, x, y, eps))).argmax(1) == y).float().mean().item()
+        out = E.pgd(net, pre, x, y, eps=eps, step_size=0.01, steps=50, report=[10, 50])
+        for t, c in out.items():
+            assert c.float().mean().item() <= fgsm_acc, (eps, t)
+        assert out[50].float().mean().item() < clean
+    unbounded = E.pgd(net, pre, x, y, eps=math.inf, step_size=0.01, steps=200, report=[10, 50, 200])
+    accs = {t: c.float().mean().item() for t, c in unbounded.items()}
+    assert accs[200] <= 0.01 and accs[10] > accs[200], accs
+
+
+def test_pgd_defaults_are_the_papers_and_flags_parse():
+    args = E.get_args_parser().parse_args(["run"])
+    assert E.parse_pgd(args.pgd_eps, args.pgd_step_size, args.pgd_steps, args.pgd_report) == (
+        math.inf,
+        0.01,
+        200,
+        [10, 50, 200],
+    )
+    assert E.parse_pgd("8/255", "1/255", "20", "5,50") == (8 / 255, 1 / 255, 20, [5, 20])
+    assert E.parse_pgd("inf", "0.01", "0", "10") == (math.inf, 0.01, 0, [])
+
+
 def test_network_input_is_the_runs_preprocessing():
     images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
     zca = ZCA.fit(torch.randn(50, 3, 4, 4))
@@ -119,11 +184,13 @@ def test_knn_uses_cosine_similarity_and_breaks_ties_by_the_nearest():
 
 def test_end_to_end_on_a_tiny_run(tiny_run, tmp_path):
     out = tmp_path / "eval.json"
-    assert E.main([str(tiny_run), "--device", "cpu", "--out", str(out)]) == 0
+    assert E.main([str(tiny_run), "--device", "cpu", "--out", str(out), "--pgd-steps", "6", "--pgd-report", "3"]) == 0
     result = json.loads(out.read_text())
     assert set(result) == {"run", "checkpoint", "step", "weights", "dataset", "results", "protocol"}
     r, p = result["results"], result["protocol"]
-    assert set(r) == {"clean_error", "clean_acc", "nll", "ece", "fgsm_acc", "knn_acc", "deformation_acc"}
+    assert set(r) == {"clean_error", "clean_acc", "nll", "ece", "fgsm_acc", "pgd_acc", "knn_acc", "deformation_acc"}
+    assert list(r["pgd_acc"]) == ["3", "6"] and r["pgd_acc"]["6"] <= r["clean_acc"]
+    assert p["pgd"] == p["pgd"] | {"eps": None, "step_size": 0.01, "steps": 6, "report": [3, 6]}
     assert list(r["deformation_acc"]) == [d.name for d in E.TABLE5]
     assert {"test_images", "fgsm", "ece", "deformations", "knn", "batch_size", "device"} <= set(p)
     assert p["fgsm"]["eps"] == pytest.approx(8 / 255) and p["ece"]["bins"] == 15 and p["deformations"]["seed"] == 0
@@ -137,11 +204,13 @@ def test_end_to_end_on_a_tiny_run(tiny_run, tmp_path):
 
     out2 = tmp_path / "eps0.json"
     argv = [str(tiny_run / "checkpoint.pt"), "--eps", "0", "--max-images", "100", "--knn-train", "all"]
+    argv += ["--pgd-steps", "0"]
     assert E.main([*argv, "--weights", "ema", "--device", "cpu", "--out", str(out2)]) == 0
     second = json.loads(out2.read_text())
     assert second["protocol"]["test_images"] == 100 and second["weights"] == "ema"
     assert second["protocol"]["knn"]["train_images"] == 1097
     assert second["results"]["fgsm_acc"] == second["results"]["clean_acc"]  # ε = 0 changes nothing
+    assert second["results"]["pgd_acc"] == {} and second["protocol"]["pgd"]["steps"] == 0
 
 
 def _gan_like_run(path):
@@ -216,6 +285,12 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message
         ("--batch-size", "0", "--batch-size: expected a positive integer"),
         ("--knn-k", "0", "--knn-k: expected a positive integer"),
         ("--seed", "x", "--seed: expected an integer"),
+        ("--pgd-eps", "2", "--pgd-eps 2: must be inf or in [0, 1]"),
+        ("--pgd-eps", "big", "--pgd-eps: expected inf or a number"),
+        ("--pgd-step-size", "0", "--pgd-step-size 0: must be in (0, 1]"),
+        ("--pgd-steps", "-1", "--pgd-steps: expected a non-negative integer"),
+        ("--pgd-report", "10,x", "--pgd-report: expected comma-separated"),
+        ("--pgd-report", "-5", "--pgd-report -5: iteration counts must be positive"),
     ],
 )
 def test_bad_numbers_are_one_line_and_exit_code_2_in_process(tmp_path, capsys, flag, value, message):
