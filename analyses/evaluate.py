@@ -326,6 +326,41 @@ def load_run(run_dir: Path, ckpt: Path, device: torch.device) -> tuple[SSLConfig
     return cfg, state
 
 
+@dataclasses.dataclass
+class LoadedRun:
+    """A trained classifier of ``python -m ssl.train`` with the run's own data and preprocessing."""
+
+    run_dir: Path
+    ckpt: Path
+    cfg: SSLConfig
+    state: dict[str, Any]
+    data: Any  # ssl.data's Data: test, test_labels, train, split, preprocess, num_classes, channels
+    model: nn.Module  # in eval mode, on the device
+
+
+def load_classifier(path: str, device: torch.device, weights: str = "model", data_dir: str | None = None) -> LoadedRun:
+    """RUN_DIR or RUN_DIR/checkpoint.pt -> the network with its ``weights`` ("model" or "ema") and the run's data.
+
+    The data and preprocessing are rebuilt from the run's split.npz (as on --resume), so ZCA is fitted on the same
+    images as in training. Anything that is not a classifier run is a one-line UsageError.
+    """
+    run_dir, ckpt = locate_run(path)
+    cfg, state = load_run(run_dir, ckpt, device)
+    if data_dir is not None:
+        cfg = dataclasses.replace(cfg, data_dir=data_dir)
+    chosen = state.get(weights)
+    if not isinstance(chosen, dict):
+        raise UsageError(f"{ckpt} has no {weights!r} weights (train with --eval-ema true to keep an EMA)")
+    saved_split = run_dir / SPLIT if (run_dir / SPLIT).is_file() else None
+    data = build_data(cfg, device, saved_split, say=lambda *a, **kw: None)
+    model = build(state.get("model_args") or network_args(cfg, data.num_classes, data.channels)).to(device)
+    try:
+        model.load_state_dict(chosen)
+    except RuntimeError as e:
+        raise UsageError(f"{ckpt}: weights do not fit the network of {CONFIG} ({str(e).splitlines()[0]})") from None
+    return LoadedRun(run_dir, ckpt, cfg, state, data, model.eval())
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -408,25 +443,10 @@ def evaluate_run(args: Any) -> dict[str, Any]:
         raise UsageError(f"--seed: expected an integer, got {args.seed!r}")
     seed = int(seed_text)
     batch_size = positive_int(args.batch_size, "--batch-size", None)
-    run_dir, ckpt = locate_run(args.run)
     device = resolve_device(args.device)
-    cfg, state = load_run(run_dir, ckpt, device)
-    if args.data_dir is not None:
-        cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
+    run = load_classifier(args.run, device, args.weights, args.data_dir)
+    run_dir, ckpt, cfg, state, data, model = run.run_dir, run.ckpt, run.cfg, run.state, run.data, run.model
     bs = batch_size or cfg.eval_batch_size
-    weights = state.get(args.weights)
-    if not isinstance(weights, dict):
-        raise UsageError(f"{ckpt} has no {args.weights!r} weights (train with --eval-ema true to keep an EMA)")
-
-    # The run's data and preprocessing: its split.npz (as on --resume), ZCA fitted on the same images.
-    saved_split = run_dir / SPLIT if (run_dir / SPLIT).is_file() else None
-    data = build_data(cfg, device, saved_split, say=lambda *a, **kw: None)
-    model = build(state.get("model_args") or network_args(cfg, data.num_classes, data.channels)).to(device)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise UsageError(f"{ckpt}: weights do not fit the network of {CONFIG} ({str(e).splitlines()[0]})") from None
-    model.eval()
     hook = Penultimate(model)
 
     n = len(data.test_labels) if max_images is None else min(max_images, len(data.test_labels))
