@@ -125,7 +125,7 @@ def study(run: LoadedRun, *, count: int, grid: int, seed: int, batch_size: int) 
         "lams": lams.tolist(),
         "nll": {p: nll[k].tolist() for k, p in enumerate(points)},
         "mean_inner_nll": {p: statistics.fmean(nll[k, inner].tolist()) for k, p in enumerate(points)},
-        "same_class_pairs": int((data.test_labels[a] == data.test_labels[b]).sum()),
+        "same_class_pairs": int((data.test_labels.cpu()[a] == data.test_labels.cpu()[b]).sum()),
     }
 
 
