@@ -74,7 +74,8 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-FORWARDERS = {"ssl.evaluate", "ssl.spiral", "ssl.flattening"}  # the old commands, forwarding to analyses/
+MOVED = ("evaluate", "spiral", "flattening", "factors", "interpolation", "decoder")
+FORWARDERS = {f"ssl.{name}" for name in MOVED}  # the old commands, forwarding to analyses/
 
 
 def test_each_package_imports_only_the_layers_below_it():
@@ -102,7 +103,7 @@ def test_the_old_analysis_commands_and_imports_forward_to_analyses():
 
     from conftest import run_module
 
-    for name in ("spiral", "flattening", "evaluate"):
+    for name in MOVED:
         assert importlib.import_module(f"ssl.{name}") is importlib.import_module(f"analyses.{name}")
     result = run_module("ssl.spiral", "--help")  # the subprocess is what is tested: python -m ssl.NAME runs it
     assert result.returncode == 0 and "usage: python -m analyses.spiral" in result.stdout, result.stderr

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ssl.factors as M
+import analyses.factors as M
 from common.mixup import mix, sample_lam
 
 

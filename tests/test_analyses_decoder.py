@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-import ssl.decoder as M
+import analyses.decoder as M
 
 from conftest import ROOT, run_module
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import ssl.interpolation as M
+import analyses.interpolation as M
 from common.layers import LayerMixup
 from common.staged import StagedNet
 
