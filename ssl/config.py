@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from common.config import UsageError, check, check_number, opt
+from common.config import UsageError, check, check_number, coerce, opt
 from common.registry import constructor, spec
 from ssl.archs import ARCHS, arch_model_args
 from ssl.wrn import ARCH as WRN  # importing ssl.wrn registers the architecture
@@ -111,6 +113,25 @@ class SSLConfig:
     amp: bool | None = opt(None, "bfloat16 autocast")
     channels_last: bool | None = opt(None, "channels-last memory format")
     compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
+
+    @staticmethod
+    def settle_files(files: dict[str, Any], command_line: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """The config files' values without the WRN fields they set when the network is not the WRN (a config
+        file describes its default network; ``--arch`` on the command line picks another): those fields are
+        set aside, with a note when they differ from the defaults. Typed flags stay, and conflict in
+        :meth:`_resolve_defaults` (common.config.resolve_config calls this hook)."""
+        arch = coerce(command_line.get("arch", files.get("arch")), str | None, "--arch")
+        if arch in (None, WRN):
+            return files
+        aside = {k: files[k] for k in WRN_FIELDS if k in files and k not in command_line}
+        changed = [k for k, v in aside.items() if coerce(v, float, k) != WRN_FIELDS[k]]
+        if changed:
+            print(
+                f"note: {source}: {', '.join(changed)} set the WRN of --arch wrn; --arch {arch} fixes its own "
+                "network, so they are not used",
+                file=sys.stderr,
+            )
+        return {k: v for k, v in files.items() if k not in aside}
 
     def __post_init__(self) -> None:
         # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.

@@ -7,6 +7,7 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import ssl.train as T
 from common.config import UsageError, resolve_config
@@ -506,6 +507,23 @@ def test_a_torchvision_network_trains_at_its_named_layers_and_its_checkpoint_reb
     net = build(state["model_args"])
     net.load_state_dict(state["model"])  # the same module names: the trainer trained torchvision's network
     assert net.conv1.in_channels == 1
+
+
+def test_the_digits_config_trains_a_torchvision_network_and_only_typed_wrn_flags_conflict(tmp_path, main_in_process):
+    short = ["--epochs", "1", "--iterations-per-epoch", "2", "--batch-size", "16", "--unlabelled-batch-size", "16"]
+    argv = ["--config", DIGITS, *short, "--device", "cpu", "--arch", "torchvision:resnet18"]
+    out = tmp_path / "run"
+    code, _, err = main_in_process(T.main, *argv, "--mix-points", "input,layer1,layer2", "--out", out)
+    assert code == 0, err
+    assert "note: " in err and "depth, bn_momentum set the WRN" in err  # digits.yaml's WRN fields, set aside
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert (saved["depth"], saved["bn_momentum"], saved["arch"]) == (28, 0.001, "torchvision:resnet18")
+    assert json.loads((out / "summary.json").read_text())["updates"] == 2
+    # a WRN flag the user typed still conflicts, and the message names it alone (not the file's fields)
+    code, _, err = main_in_process(T.main, *argv, "--depth", "16", "--out", tmp_path / "other")
+    assert code == 2 and len(err.strip().splitlines()) == 2 and not (tmp_path / "other").exists()
+    error = err.strip().splitlines()[-1]
+    assert "--depth 16 set(s) the WRN of --arch wrn" in error and "bn-momentum" not in error
 
 
 def test_a_torchvision_network_without_named_layers_is_refused_for_manifold_mixup(tmp_path):
