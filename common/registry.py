@@ -23,7 +23,8 @@ from common.config import UsageError
 Constructor = Callable[..., nn.Module]
 ARCHS: dict[str, Constructor] = {}
 PREFIXES: dict[str, Callable[[str], Constructor | None]] = {}
-PREFIX_MODULES = {"torchvision": "common.zoo"}  # imported on first use of their prefix, which they register
+# imported on first use of their prefix, which they register
+PREFIX_MODULES = {"torchvision": "common.zoo", "timm": "common.zoo"}
 
 
 def register(name: str) -> Callable[[Constructor], Constructor]:

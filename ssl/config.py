@@ -18,6 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
 DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")  # of the WRN given by --depth/--width
 TORCHVISION = "torchvision:"  # --arch torchvision:NAME, common/zoo.py
+TIMM = "timm:"  # --arch timm:NAME (the optional extra .[timm]), common/zoo.py
 ALL = "all"  # --labels all: supervised training on every non-validation image
 # The fields of --arch wrn (the WRN of --depth/--width) with their defaults; a named --arch fixes them itself.
 WRN_FIELDS = {"depth": 28, "width": 2, "leaky_slope": 0.1, "bn_momentum": 0.001, "dropout": 0.0}
@@ -50,8 +51,9 @@ class SSLConfig:
     # config.yaml of runs saved before this field existed still matches on --resume.
     arch: str | None = opt(
         None,
-        f"network: wrn (WRN-depth-width of the flags below), {', '.join(ARCHS)} or torchvision:NAME, e.g. "
-        "torchvision:resnet18 (any torchvision classifier; name its layers with --mix-points) (default none: wrn)",
+        f"network: wrn (WRN-depth-width of the flags below), {', '.join(ARCHS)}, torchvision:NAME, e.g. "
+        "torchvision:resnet18 (any torchvision classifier), or timm:NAME, e.g. timm:resnet10t (any timm model; "
+        "pip install -e '.[timm]'); name a library network's layers with --mix-points (default none: wrn)",
     )
     depth: int = opt(28, "WRN depth, 6n+4")
     width: int = opt(2, "WRN widening factor")
@@ -186,13 +188,13 @@ class SSLConfig:
         elif not isinstance(labels, int) or isinstance(labels, bool):
             raise UsageError(f"--labels: expected a number of labelled images or 'all', got {labels!r}")
         check(self.labels == ALL or self.labels > 0, f"--labels must be positive or 'all', got {self.labels}")
-        valid = ", ".join([WRN, *ARCHS, f"{TORCHVISION}NAME"])
+        valid = ", ".join([WRN, *ARCHS, f"{TORCHVISION}NAME", f"{TIMM}NAME"])
         check(
-            self.arch is None or self.arch == WRN or self.arch in ARCHS or self.from_torchvision,
+            self.arch is None or self.arch == WRN or self.arch in ARCHS or self.from_library,
             f"unknown --arch {self.arch!r} (valid: {valid})",
         )
-        if self.from_torchvision:
-            constructor(self.arch)  # an unknown torchvision name is a one-line error here, before any data is read
+        if self.from_library:
+            constructor(self.arch)  # an unknown name or a missing library is a one-line error here, before any data
         if self.arch_name != WRN:
             changed = [
                 f"--{k.replace('_', '-')} {getattr(self, k)}" for k, v in WRN_FIELDS.items() if getattr(self, k) != v
@@ -202,7 +204,7 @@ class SSLConfig:
                 f"{', '.join(changed)} set(s) the WRN of --arch wrn, but --arch {self.arch} fixes its own network; "
                 "drop them or use --arch wrn",
             )
-        if self.mix_points is None and not self.from_torchvision:  # torchvision: no recipe, see check_method
+        if self.mix_points is None and not self.from_library:  # a library's network: no recipe, see check_method
             set_("mix_points", default_mix_points(self))
         if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
             set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.labels_only else 0.1)
@@ -225,9 +227,9 @@ class SSLConfig:
         return self.all_labels or self.labelled_only
 
     @property
-    def from_torchvision(self) -> bool:
-        """--arch torchvision:NAME (:mod:`common.zoo`)."""
-        return (self.arch or "").startswith(TORCHVISION)
+    def from_library(self) -> bool:
+        """--arch torchvision:NAME or timm:NAME (:mod:`common.zoo`)."""
+        return (self.arch or "").startswith((TORCHVISION, TIMM))
 
     @property
     def arch_name(self) -> str:
@@ -241,7 +243,7 @@ class SSLConfig:
 
 def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
     """The eligible set of the network's recipe: what --mix-points means when it is not given."""
-    if cfg.from_torchvision:
+    if cfg.from_library:
         return ("input",)  # no recipe: Input Mixup's point, the one layer every network has
     return DEFAULT_MIX_POINTS if cfg.arch_name == WRN else ARCHS[cfg.arch_name].paper_mix_points
 
@@ -249,10 +251,10 @@ def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
 def check_method(cfg: SSLConfig) -> None:
     """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored
     (the network's default set and the WRN's, which the shipped SSL configs spell out, are not refused).
-    A torchvision network has no recipe: Manifold Mixup on it needs its layers named."""
+    A torchvision or timm network has no recipe: Manifold Mixup on it needs its layers named."""
     wrn_points = cfg.mix_points is not None and tuple(cfg.mix_points) == DEFAULT_MIX_POINTS  # e.g. from a config
     check(
-        not (cfg.from_torchvision and cfg.method == "manifold" and (cfg.mix_points is None or wrn_points)),
+        not (cfg.from_library and cfg.method == "manifold" and (cfg.mix_points is None or wrn_points)),
         f"--arch {cfg.arch} has no recipe for its mixing layers (pixel, h1, h2 name a WRN's): name them, e.g. "
         "--mix-points input,layer1,layer2 (a ResNet's modules; print(dict(model.named_modules())) lists all)",
     )
@@ -268,7 +270,7 @@ def check_method(cfg: SSLConfig) -> None:
 
 def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, Any]:
     """The checkpoint's model_args of the network (common/registry.py)."""
-    if cfg.from_torchvision:
+    if cfg.from_library:
         return spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     if cfg.arch_name != WRN:
         return arch_model_args(cfg.arch_name, num_classes, channels)

@@ -3,6 +3,7 @@ import json
 import math
 import re
 import signal
+import sys
 
 import pytest
 import torch
@@ -524,6 +525,31 @@ def test_the_digits_config_trains_a_torchvision_network_and_only_typed_wrn_flags
     assert code == 2 and len(err.strip().splitlines()) == 2 and not (tmp_path / "other").exists()
     error = err.strip().splitlines()[-1]
     assert "--depth 16 set(s) the WRN of --arch wrn" in error and "bn-momentum" not in error
+
+
+def test_a_timm_model_trains_with_manifold_mixup_at_named_layers(tmp_path):
+    pytest.importorskip("timm", reason="timm is the optional extra .[timm]")
+    from common.registry import build
+
+    out = tmp_path / "run"
+    argv = [*TORCHVISION[:-1], "timm:test_resnet", "--mix-points", "input,layer1,layer2", "--out", str(out)]
+    # fp32: on this CPU, bf16 autocast now and then (same seed, other outcome) wrote single entries of ~1e20 into
+    # the weights of test_resnet's stride-2 convolutions on 2x2 maps, without mixing too (--method supervised)
+    argv += ["--amp", "false", "--channels-last", "false"]
+    assert T.main(argv) == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(lines[0]["loss_sup"]) and math.isfinite(lines[0]["loss_cons"])  # both mixed terms
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["model_args"] == {"arch": "timm:test_resnet", "args": {"num_classes": 10, "in_channels": 1}}
+    build(state["model_args"]).load_state_dict(state["model"])  # timm's own module names
+
+
+def test_without_timm_a_timm_arch_is_refused_before_any_work(tmp_path, main_in_process, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` fails, as without the extra
+    argv = [*TORCHVISION[:-1], "timm:resnet10t", "--mix-points", "input,layer1", "--out", tmp_path / "run"]
+    code, _, err = main_in_process(T.main, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install -e '.[timm]'" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_torchvision_network_without_named_layers_is_refused_for_manifold_mixup(tmp_path):
