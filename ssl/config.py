@@ -112,7 +112,12 @@ class SSLConfig:
     checkpoint_every: int = opt(1, "checkpoint every N epochs")
     seed: int = opt(0, "seed for the split, initialisation and every random draw")
     # speed: None = on for CUDA, off on the CPU (README: Speed)
-    amp: bool | None = opt(None, "bfloat16 autocast")
+    amp: bool | None = opt(
+        None, "mixed-precision autocast: bfloat16 where the device has it natively, else float16 with a gradient scaler"
+    )
+    amp_dtype: Literal["bfloat16", "float16"] | None = opt(
+        None, "autocast's dtype, forced (turns --amp on; float16 trains with a gradient scaler) (default: as --amp)"
+    )
     channels_last: bool | None = opt(None, "channels-last memory format")
     compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
 

@@ -199,6 +199,29 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monk
     assert has_val == ({"test_error_at_best_val", "test_nll_at_best_val"} <= set(summary))
 
 
+def test_float16_run_with_its_gradient_scaler_resumes_exactly(tmp_path, monkeypatch):
+    """--amp-dtype float16 on the CPU (slow there: a few updates of a few images); the checkpoint keeps the
+    scaler's state (its scale and count of clean steps), so the resumed run ends where the whole one does."""
+    small = ["--epochs", "1", "--iterations-per-epoch", "4", "--batch-size", "8", "--unlabelled-batch-size", "8"]
+    argv = [*TINY, *small, "--log-every", "1", "--amp-dtype", "float16"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    stop = signal_after(T.StopSignal, 2, signal.SIGINT)  # during update 2
+    monkeypatch.setattr(T, "StopSignal", stop)
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGINT
+    monkeypatch.undo()
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert cut["step"] == 2 and cut["scaler"]["_growth_tracker"] == 2  # two clean float16 steps so far
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+    assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert cut["scaler"] == full["scaler"] and full["scaler"]["_growth_tracker"] == 4
+    for k, v in full["model"].items():
+        torch.testing.assert_close(cut["model"][k], v, rtol=0, atol=0)
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert "amp float16 with a gradient scaler" in summary["speed"]
+
+
 @pytest.mark.slow
 def test_tiny_wrn_learns_digits(tmp_path):
     out = tmp_path / "run"
