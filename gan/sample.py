@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from common.cli import ArgumentParser, run_main
+from common.checkpoint import load_checkpoint
+from common.cli import ArgumentParser, progress, run_main
 from common.config import UsageError
 from common.data import IMAGE_SUFFIXES, read_images
+from common.device import resolve_device
 from common.registry import build
-from common.run import load_checkpoint, progress, resolve_device
 from gan.config import network_args, saved_config
 
 OUTPUT_KINDS = "FILE.npz, or a folder of PNGs (a path ending in / or without a suffix)"

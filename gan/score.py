@@ -47,9 +47,10 @@ from torch_fidelity.metric_prc import (
 )
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from common.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, progress, run_main
 from common.config import UsageError
 from common.data import load_dataset
+from common.device import resolve_device
 from common.features import (
     DIGITS_EXTRACTOR,
     INCEPTION,
@@ -61,7 +62,6 @@ from common.features import (
     published_inception,
     sha256_file,
 )
-from common.run import progress, resolve_device
 from common.speed import no_tf32
 from gan.sample import (
     _first_line,

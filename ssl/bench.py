@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from classifiers.wrn import WideResNet
 from common.augment import ZCA, Preprocess
 from common.benchmark import (
     add_timing_args,
@@ -35,13 +36,12 @@ from common.benchmark import (
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.data import DATASETS
+from common.device import resolve_device
 from common.layers import LayerMixup
-from common.mixup import mix, sample_mix
-from common.run import resolve_device
+from common.mixup import mix, sample_mix, soft_cross_entropy
 from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.config import SSLConfig
-from ssl.train import soft_cross_entropy, train_step
-from ssl.wrn import WideResNet
+from ssl.train import train_step
 
 PATHS = {
     "straightforward": Speed(),
@@ -66,8 +66,9 @@ class StagedCalls:
         return self.model(mix(h, h[m.perm], m.lam), m.point), mix(y, y[m.perm], m.lam)
 
 
-def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_images: int = 5000):
-    """Step functions {kind: (callable, images per step)} for one path, on random CIFAR-shaped data."""
+def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_images: int = 5000, zca: bool = True):
+    """Step functions {kind: (callable, images per step)} for one path, on random CIFAR-shaped data, with
+    (the SSL recipe) or without (the supervised recipe) a ZCA matmul in the preprocessing."""
     speed = PATHS[path]
     info = DATASETS["cifar10"]
     g = torch.Generator().manual_seed(0)
@@ -76,8 +77,8 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
     on_device = path != "straightforward"
     data_device = device if on_device else torch.device("cpu")
     images, labels = images.to(data_device), labels.to(data_device)
-    zca = ZCA(torch.zeros(3 * 32 * 32), torch.eye(3 * 32 * 32)).to(data_device)  # a real ZCA's cost: one matmul
-    preprocess = Preprocess(info.mean, info.std, zca=zca, translate=2, flip=True)
+    whiten = ZCA(torch.zeros(3 * 32 * 32), torch.eye(3 * 32 * 32)).to(data_device) if zca else None  # one matmul
+    preprocess = Preprocess(info.mean, info.std, zca=whiten, translate=2, flip=True)
 
     torch.manual_seed(0)
     net = speed.module(WideResNet(10, cfg.depth, cfg.width).to(device))
@@ -89,7 +90,8 @@ def make_steps(path: str, device: torch.device, cfg: SSLConfig, batch: int, n_im
 
     def batch_of(n: int):
         idx = torch.randint(0, n_images, (n,), device=data_device)
-        x = preprocess(images[idx], train=True).to(device, non_blocking=True)
+        with speed.autocast(device):  # as the trainer: under amp the ZCA matmul runs in bf16
+            x = preprocess(images[idx], train=True).to(device, non_blocking=True)
         return speed.images(x), labels[idx].to(device, non_blocking=True)
 
     def update(loss: torch.Tensor) -> None:

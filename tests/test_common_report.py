@@ -53,12 +53,12 @@ def test_a_run_without_evaluations_is_a_usage_error(tmp_path):
         run_numbers(tmp_path / "x")
 
 
-def test_cli_prints_the_table_and_refuses_a_non_run_in_one_line(tmp_path):
+def test_cli_prints_the_table_and_refuses_a_non_run_in_one_line(tmp_path, in_process):
     fake_run(tmp_path / "input-s0", [0.5], [0.6])
     out = run_module("common.report", str(tmp_path / "input-s0"), "--json", str(tmp_path / "t.json"))
     assert out.returncode == 0 and "| `input` | 1 | 40.0 ± 0.0 |" in out.stdout
     assert json.loads((tmp_path / "t.json").read_text())["input"]["runs"] == 1
-    bad = run_module("common.report", str(tmp_path))
+    bad = in_process("common.report", str(tmp_path))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
 
 
@@ -69,3 +69,43 @@ def test_a_run_still_training_is_left_out_unless_asked(tmp_path, capsys):
     assert summarize_grid([done, running])["manifold"]["runs"] == 1
     assert "manifold-s1" in capsys.readouterr().err
     assert summarize_grid([done, running], unfinished=True)["manifold"]["runs"] == 2
+
+
+def test_archive_files_re_derive_the_table_exactly(tmp_path, capsys):
+    from common.report import main
+
+    for seed, test in enumerate([0.70, 0.74]):
+        run = fake_run(tmp_path / "runs" / f"manifold-s{seed}", [0.5, 0.6], [0.5, test], wall=60)
+        (run / "config.yaml").write_text(f"method: manifold\nseed: {seed}\n")
+        (run / "summary.json").write_text(json.dumps({"provenance": {"commit": "abc1234"}}))
+        lines = (run / "metrics.jsonl").read_text().splitlines()[:-1]  # drop the torn line, add a fit record
+        lines.append(json.dumps({"step": 30, "val_acc": 0.55, "train_acc": 0.99, "test_acc": test}))
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        (run / "evaluation.json").write_text(json.dumps({"results": {"ece": 0.05, "fgsm_acc": 0.25}}))
+    runs = sorted(str(p) for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert main([*runs, "--archive", str(tmp_path / "results")]) == 0
+    from_runs = capsys.readouterr().out
+    files = sorted(str(p) for p in (tmp_path / "results").glob("*.json"))
+    assert [Path(f).name for f in files] == ["manifold-s0.json", "manifold-s1.json"]
+    assert json.loads(Path(files[0]).read_text())["summary"]["provenance"]["commit"] == "abc1234"
+    assert main(files) == 0
+    assert capsys.readouterr().out == from_runs  # the committed records give the same table
+    assert "| 1.0 ± 0.0 | 5.0 ± 0.0 | 75.0 ± 0.0 | 1.0 ± 0.0 |" in from_runs  # train error, ECE, FGSM, wall
+    with pytest.raises(UsageError, match="--overwrite"):
+        main([*runs, "--archive", str(tmp_path / "results")])  # never replaced without being told
+
+
+def test_json_output_is_never_replaced_without_overwrite(tmp_path):
+    from common.report import main
+
+    fake_run(tmp_path / "input-s0", [0.5], [0.6])
+    (tmp_path / "config.yaml").write_text("keep: me\n")
+    with pytest.raises(UsageError, match="exists"):
+        main([str(tmp_path / "input-s0"), "--json", str(tmp_path / "config.yaml")])
+    assert (tmp_path / "config.yaml").read_text() == "keep: me\n"
+
+
+def test_a_json_file_that_is_not_an_archive_is_refused(tmp_path):
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    with pytest.raises(UsageError, match="not a result file"):
+        run_numbers(tmp_path / "x.json")
