@@ -9,8 +9,8 @@ eligible mixing points); ``wrn`` (WRN-depth-width of the flags) is registered by
   released code drew from the first three points (pixel, h1, h2) instead.
 - ``wrn28_2``: the SSL network of Oliver et al. with :class:`classifiers.wrn.WideResNet`'s defaults (LeakyReLU
   0.1, momentum 0.001); mixing at pixel, h1, h2 (preprint Appendix C).
-- ``torchvision:NAME``: any torchvision classifier (:mod:`common.zoo`); it has no recipe, so Manifold Mixup
-  needs its layers named (``--mix-points input,layer1,layer2``).
+- ``torchvision:NAME``, ``timm:NAME``: any torchvision classifier or timm model (:mod:`common.zoo`); it has no
+  recipe, so Manifold Mixup needs its layers named (``--mix-points input,layer1,layer2``).
 """
 
 from __future__ import annotations

@@ -206,16 +206,27 @@ def resolve_config(
     base: dict[str, Any] | None = None,
 ) -> C:
     """Merge ``base`` (e.g. a saved run's config) <- YAML file <- command-line ``overrides``; old key names
-    (``cls.RENAMED``) in ``base`` or the YAML file are read under their new names."""
+    (``cls.RENAMED``) in ``base`` or the YAML file are read under their new names.
+
+    A class may define ``settle_files(files, command_line, source) -> files``: it sees the values the files
+    set (base and YAML) beside those typed on the command line, and may set aside file values that the
+    command line makes moot (e.g. the default network's fields when ``--arch`` names another network), so
+    that only typed flags can conflict."""
     values: dict[str, Any] = upgrade(cls, base or {}, "the saved config")
+    sources = ["the saved config"] if base else []
     if yaml_path is not None:
         layer = upgrade(cls, load_yaml(yaml_path), str(yaml_path))
         from_dict(cls, layer, str(yaml_path))  # report errors against the file
         values.update({str(k).replace("-", "_"): v for k, v in layer.items()})
+        sources.append(str(yaml_path))
+    command_line: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
         from_dict(cls, {key: value}, "--" + key.replace("_", "-"))
-        values[key] = value
-    return from_dict(cls, values, "config")
+        command_line[key] = value
+    settle = getattr(cls, "settle_files", None)
+    if settle is not None and values:
+        values = settle(values, command_line, " and ".join(sources))
+    return from_dict(cls, values | command_line, "config")
 
 
 def field_defaults(cls: type) -> dict[str, Any]:

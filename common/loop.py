@@ -79,11 +79,14 @@ class Session:
 
     def restore(self, objects: Mapping[str, Stateful | None], extra: Sequence[str] = ()) -> dict[str, Any]:
         """Load the checkpoint into every named object (None: absent in this run), set the RNG, drop
-        metrics logged after it; returns the checkpoint (``step``, ``meter`` and the ``extra`` keys)."""
-        required = (*[k for k, v in objects.items() if v is not None], *extra, "meter", "step", "rng")
+        metrics logged after it; returns the checkpoint (``step``, ``meter`` and the ``extra`` keys).
+        A gradient scaler (``scaler*``) that the checkpoint lacks starts fresh: the run was a bf16 or fp32
+        one (e.g. saved before float16 autocast existed, or on a device with native bf16)."""
+        present = [k for k, v in objects.items() if v is not None]
+        required = (*[k for k in present if not k.startswith("scaler")], *extra, "meter", "step", "rng")
         state = self.run.load_checkpoint(self.device, keys=required)
         for name, obj in objects.items():
-            if obj is not None:
+            if obj is not None and state.get(name) is not None:
                 obj.load_state_dict(state[name])
         set_rng_state(state["rng"])
         self.run.truncate_metrics(state["step"])
@@ -188,7 +191,7 @@ def start_session(cls: type, parser: argparse.ArgumentParser, argv: Sequence[str
     cfg, run, resuming = start_run(cls, args, name, rank=dist.rank, world=dist.world, barrier=lambda: barrier(dist))
     say = tqdm.write if dist.main else _silent  # prints beside progress bars; rank 0 only
     seed_everything(cfg.seed)
-    speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device)
+    speed = Speed.resolve(cfg.amp, cfg.channels_last, cfg.compile, device, cfg.amp_dtype)
     return Session(cfg, run, resuming, dist, device, speed, say, parser.prog, t_start)
 
 

@@ -46,7 +46,8 @@ class Arch:
 
 ARCHS: dict[str, Arch] = {}
 PREFIXES: dict[str, Callable[[str], Constructor | None]] = {}
-PREFIX_MODULES = {"torchvision": "common.zoo"}  # imported on first use of their prefix, which they register
+# imported on first use of their prefix, which they register
+PREFIX_MODULES = {"torchvision": "common.zoo", "timm": "common.zoo"}
 
 
 def _add(name: str, arch: Arch) -> None:
@@ -84,7 +85,7 @@ def register_prefix(prefix: str, resolve: Callable[[str], Constructor | None]) -
 
 
 def classifiers() -> list[str]:
-    """The names ``--arch`` accepts (besides ``torchvision:NAME``), in registration order."""
+    """The names ``--arch`` accepts (besides ``torchvision:NAME`` and ``timm:NAME``), in registration order."""
     return [name for name, arch in ARCHS.items() if arch.classifier]
 
 

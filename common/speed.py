@@ -1,9 +1,13 @@
-"""The fast path: bfloat16 autocast, channels-last tensors, torch.compile, fused optimizers.
+"""The fast path: mixed-precision autocast, channels-last tensors, torch.compile, fused optimizers.
 
 Each switch is a config field whose default (None) means: on for CUDA; on the CPU, bf16 autocast and
 channels-last when the CPU computes in bf16 natively (AVX-512 BF16 or AMX on x86, BF16 on Arm: 2.2× the
 fp32 step of WRN-28-2 on such a CPU, BENCHMARKS.md) and plain fp32 otherwise; compile stays off on the
 CPU (slower there). BENCHMARKS.md measures what each buys.
+
+Autocast runs in bfloat16 where the device computes in it natively (Ampere and later GPUs, such CPUs) and
+in float16 elsewhere (T4, V100, P100), where the loss is scaled by a ``torch.amp.GradScaler`` so that small
+gradients do not flush to zero (:func:`backward_step`); ``--amp-dtype`` forces either.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
@@ -31,27 +37,63 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: a CUDA GPU of compute capability 8.0 or later, or a CPU
+    with bf16 instructions (:func:`cpu_has_native_bf16`)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return cpu_has_native_bf16()
+
+
 @dataclass(frozen=True)
 class Speed:
-    amp: bool = False  # bfloat16 autocast for forward passes
+    amp: bool = False  # autocast for forward passes
     channels_last: bool = False  # NHWC memory format for images and convolution weights
     compile: bool = False  # torch.compile the network (eager fallback if compilation fails)
+    amp_dtype: str | None = None  # autocast's dtype (None: bfloat16); float16 trains with a gradient scaler
     note: str = field(default="", compare=False)  # why the defaults chose this path (for the log)
 
     @classmethod
-    def resolve(cls, amp: bool | None, channels_last: bool | None, compile: bool | None, device: torch.device) -> Speed:
-        """None means: on for CUDA; on the CPU, amp and channels_last iff it has native bf16, compile off."""
+    def resolve(
+        cls,
+        amp: bool | None,
+        channels_last: bool | None,
+        compile: bool | None,
+        device: torch.device,
+        amp_dtype: str | None = None,
+    ) -> Speed:
+        """None means: on for CUDA; on the CPU, amp and channels_last iff it has native bf16, compile off.
+        Autocast's dtype: ``amp_dtype`` when given (which turns amp on), else bfloat16 where the device has
+        native bf16 and float16 (with a gradient scaler) where it has not."""
+        if amp_dtype is not None:
+            amp = True
+        dtype = amp_dtype or ("bfloat16" if native_bf16(device) else "float16")
         if device.type == "cuda":
-            return cls(*(True if v is None else v for v in (amp, channels_last, compile)))
+            on = [True if v is None else v for v in (amp, channels_last, compile)]
+            return cls(*on, amp_dtype=dtype if on[0] else None)
         bf16 = cpu_has_native_bf16()
         note = "CPU default: native bf16" if bf16 else "CPU default: fp32, no native bf16"
         chosen = (bf16 if amp is None else amp, bf16 if channels_last is None else channels_last, bool(compile))
-        return cls(*chosen, note=note if None in (amp, channels_last) else "")
+        return cls(*chosen, amp_dtype=dtype if chosen[0] else None, note=note if None in (amp, channels_last) else "")
+
+    @property
+    def dtype(self) -> str:
+        """Autocast's dtype, by name."""
+        return self.amp_dtype or "bfloat16"
+
+    @property
+    def scaled(self) -> bool:
+        """float16 autocast: the loss is scaled for the backward pass (:func:`backward_step`)."""
+        return self.amp and self.dtype == "float16"
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler | None:
+        """A fresh gradient scaler under float16 autocast (one per optimizer), else None."""
+        return torch.amp.GradScaler(device.type) if self.scaled else None
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if not self.amp:
             return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=AMP_DTYPES[self.dtype])
 
     def images(self, x: Tensor) -> Tensor:
         """(B, C, H, W) in the chosen memory format."""
@@ -63,6 +105,8 @@ class Speed:
     def describe(self, *nets: Callable) -> str:
         """The switches that are on; with the trained ``nets``, whether compile really ran (or why not)."""
         on = [name for name in ("amp", "channels_last", "compile") if getattr(self, name)]
+        if self.amp and self.amp_dtype is not None:
+            on[0] = "amp float16 with a gradient scaler" if self.scaled else "amp bfloat16"
         if self.compile and nets and (status := compile_status(*nets)) != "compiled":
             on[-1] = f"compile requested, ran {status}"
         path = "fast path: " + (", ".join(on) if on else "off (fp32 eager)")
@@ -136,6 +180,19 @@ def compile_status(*nets: Callable) -> str:
     if limits:
         reasons.append("dynamo hit its recompile limit; some frames ran eager")
     return "eager: " + "; ".join(reasons) if reasons else "compiled"
+
+
+def backward_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """``loss.backward()`` and ``optimizer.step()``; with a gradient scaler (float16 autocast), the backward of
+    the scaled loss, a step on the unscaled gradients that is skipped when they overflowed, and the scale's
+    update (halved after an overflow, doubled after 2,000 clean steps)."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def maybe_compile(module: nn.Module, speed: Speed) -> Callable:

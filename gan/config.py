@@ -106,7 +106,12 @@ class GANConfig:
     score_ref: str | None = opt(None, "FID reference (default: the training set, e.g. cifar10-train)")
     seed: int = opt(0, "seed of the networks, noise and every random draw")
     # speed: None = on for CUDA, off on the CPU (README: Speed)
-    amp: bool | None = opt(None, "bfloat16 autocast")
+    amp: bool | None = opt(
+        None, "mixed-precision autocast: bfloat16 where the device has it natively, else float16 with a gradient scaler"
+    )
+    amp_dtype: Literal["bfloat16", "float16"] | None = opt(
+        None, "autocast's dtype, forced (turns --amp on; float16 trains with a gradient scaler) (default: as --amp)"
+    )
     channels_last: bool | None = opt(None, "channels-last memory format")
     compile: bool | None = opt(None, "torch.compile both networks (falls back to eager if it fails)")
 

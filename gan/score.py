@@ -1,13 +1,14 @@
-"""Inception Score, FID and KID of saved samples, with torch-fidelity's feature extractors and metrics.
+"""Inception Score, FID, KID and precision/recall of saved samples, with torch-fidelity's extractors and metrics.
 
     python -m gan.score samples.npz --ref cifar10-train --data-dir data/cifar10-jpeg75
     python -m gan.score runs/gan/checkpoint.pt --num-samples 50000 --ref cifar10-train --kid
     python -m gan.score samples/ --ref other-samples.npz --inception-weights weights-inception-2015-12-05-6726825d.pth
     python -m gan.score digits.npz --ref digits-train --feature-extractor digits-cnn
+    python -m gan.score samples.npz --ref cifar10-train --prc           # + precision and recall
 
 SAMPLES is an ``.npz`` of uint8 NHWC images (key ``images``, or its only array), a folder of
 PNG/JPEG images, a ``gan.train`` checkpoint (``--num-samples`` are drawn from its generator), or a
-dataset split. IS uses 10 splits of SAMPLES; FID and KID compare SAMPLES with REF. Every result is
+dataset split. IS uses 10 splits of SAMPLES; FID, KID and precision/recall compare SAMPLES with REF. Every result is
 written to a JSON file (``--out``, by default beside SAMPLES; for a dataset split, stdout only) together
 with its protocol (counts, reference, extractor, weights hash, versions), because FID values are only
 comparable under the same protocol. Inputs, weights, the output and the cache are all checked before
@@ -21,6 +22,7 @@ the safe loading live in common/features.py, with the ``digits-cnn`` extractor.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,6 +39,12 @@ from torch import Tensor
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_prc import (
+    KEY_METRIC_F_SCORE,
+    KEY_METRIC_PRECISION,
+    KEY_METRIC_RECALL,
+    prc_features_to_metric,
+)
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from common.cli import ArgumentParser, progress, run_main
@@ -73,7 +81,16 @@ DATASET_SPLITS = {
     "digits-test": ("digits", "test"),
 }
 # The keys of score()'s result (torch-fidelity's names), besides "protocol".
-KEYS = (KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, KEY_METRIC_FID, KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD)
+KEYS = (
+    KEY_METRIC_ISC_MEAN,
+    KEY_METRIC_ISC_STD,
+    KEY_METRIC_FID,
+    KEY_METRIC_KID_MEAN,
+    KEY_METRIC_KID_STD,
+    KEY_METRIC_PRECISION,
+    KEY_METRIC_RECALL,
+    KEY_METRIC_F_SCORE,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +231,8 @@ class Extractor:
         # the published file (protocol information only: every file is loaded the same safe way)
         self.official = name == INCEPTION and published_inception(self.sha256)
         self.layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid")}
+        with contextlib.suppress(KeyError, ValueError):  # an extractor of the caller's may know no "prc" layer
+            self.layers["prc"] = cls.get_default_feature_layer_for_metric("prc")
         self.device = torch.device(device)
         layers = sorted(set(self.layers.values()))
         try:
@@ -278,16 +297,17 @@ def make_extractor(
 def reference_statistics(
     ref: Samples, extractor: Extractor, *, batch_size: int = 100, cache: Path | None = None, kid: bool = False
 ) -> dict:
-    """{"mu", "sigma"} (FID) and, with ``kid``, "features" (N, D) of a reference, and "cached": bool.
+    """{"mu", "sigma"} (FID) and, with ``kid``, "features" (N, D) of a reference (what KID and precision/recall
+    read), and "cached": bool.
 
     The cache file's name is a hash of (extractor, weights sha256, feature layer, torch-fidelity
     version, data sha256, image count), and the file repeats them, so statistics computed with
     other weights or other data are never reused. torch-fidelity's own cache is keyed by the
     input's name only, which is why it is not used here.
     """
-    layer = extractor.layers["kid" if kid else "fid"]
-    if kid and layer != extractor.layers["fid"]:
-        raise UsageError(f"{extractor.name} reads FID and KID from different layers; not supported")
+    layer = extractor.layers["fid"]
+    if kid and {extractor.layers["kid"], extractor.layers.get("prc", layer)} != {layer}:
+        raise UsageError(f"{extractor.name} reads FID, KID and precision/recall from different layers; not supported")
     identity = {
         "extractor": extractor.name,
         "weights_sha256": extractor.sha256,
@@ -357,6 +377,7 @@ def score(
     isc: bool = True,
     fid: bool = True,
     kid: bool = False,
+    prc: bool = False,
     feature_extractor: str = INCEPTION,
     weights_path: str | Path | None = None,
     download: bool = True,
@@ -365,6 +386,7 @@ def score(
     isc_splits: int = 10,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    prc_neighborhood: int = 3,
     num_samples: int = 50_000,
     data_dir: str | Path | None = None,
     seed: int = 0,
@@ -372,7 +394,7 @@ def score(
     cache: str | Path | None = "default",
     extractor: Extractor | None = None,
 ) -> dict:
-    """IS of ``samples``; FID and KID of ``samples`` against ``reference``.
+    """IS of ``samples``; FID, KID and precision/recall of ``samples`` against ``reference``.
 
     Args:
         samples, reference: ``Samples``, a spec for ``load_samples`` (an .npz, an image folder, a
@@ -381,8 +403,11 @@ def score(
             (checkpoints) and ``data_dir`` (dataset splits) are passed to ``load_samples``. Specs
             are checked, then the extractor and its weights are loaded, and only then are images
             read or generated.
-        isc, fid, kid: which metrics. IS uses ``isc_splits`` splits (10 is the standard protocol);
-            KID draws ``kid_subsets`` subsets of ``kid_subset_size`` from each side.
+        isc, fid, kid, prc: which metrics. IS uses ``isc_splits`` splits (10 is the standard protocol);
+            KID draws ``kid_subsets`` subsets of ``kid_subset_size`` from each side; precision and recall
+            (Kynkäänniemi et al. 2019) are the fractions of samples inside the reference's manifold and of
+            reference images inside the samples', each manifold the union of balls reaching every feature's
+            ``prc_neighborhood``-th nearest neighbour.
         feature_extractor: ``inception-v3-compat`` (the standard) or ``digits-cnn`` (8x8 digits
             only, see common.features); ``weights_path`` overrides where its weights are found,
             ``download`` allows fetching Inception's. A ready ``extractor`` skips all three.
@@ -393,18 +418,23 @@ def score(
     Returns:
         A flat dict with the metrics asked for, under torch-fidelity's keys:
         ``inception_score_mean``, ``inception_score_std``, ``frechet_inception_distance``,
-        ``kernel_inception_distance_mean``, ``kernel_inception_distance_std``; and ``protocol``:
+        ``kernel_inception_distance_mean``, ``kernel_inception_distance_std``, ``precision``, ``recall``,
+        ``f_score``; and ``protocol``:
         samples and reference (source, count, sha256, dataset split / checkpoint seed), extractor,
-        layers, weights path and sha256, IS splits, KID subsets, torch-fidelity version, device,
+        layers, weights path and sha256, IS splits, KID subsets, the precision/recall neighbourhood,
+        torch-fidelity version, device,
         whether the reference statistics came from the cache, and
         ``comparable_to_inception_scores`` (False for any extractor but Inception).
     """
-    if not (isc or fid or kid):
-        raise UsageError("nothing to compute: enable at least one of IS, FID, KID")
-    if batch_size <= 0 or isc_splits <= 0 or kid_subsets <= 0 or kid_subset_size <= 1:
-        raise UsageError("batch size, IS splits and KID subsets must be positive, the KID subset size above 1")
-    if (fid or kid) and reference is None:
-        raise UsageError("FID and KID need a reference (--ref); for IS alone pass --no-fid")
+    if not (isc or fid or kid or prc):
+        raise UsageError("nothing to compute: enable at least one of IS, FID, KID, precision/recall")
+    if batch_size <= 0 or isc_splits <= 0 or kid_subsets <= 0 or kid_subset_size <= 1 or prc_neighborhood <= 0:
+        raise UsageError(
+            "batch size, IS splits, KID subsets and the precision/recall neighbourhood must be positive, "
+            "the KID subset size above 1"
+        )
+    if (fid or kid or prc) and reference is None:
+        raise UsageError("FID, KID and precision/recall need a reference (--ref); for IS alone pass --no-fid")
     if extractor is None:
         device = resolve_device(str(device))
     else:
@@ -425,6 +455,13 @@ def score(
             f"KID subsets of {kid_subset_size} need at least that many samples and reference images "
             f"(have {n} and {len(reference.images)}); lower --kid-subset-size"
         )
+    if prc and "prc" not in extractor.layers:
+        raise UsageError(f"feature extractor {extractor.name} names no layer for precision/recall")
+    if prc and min(n, len(reference.images)) <= prc_neighborhood:
+        raise UsageError(
+            f"precision/recall with the {prc_neighborhood}th nearest neighbour need more than {prc_neighborhood} "
+            f"samples and reference images (have {n} and {len(reference.images)}); lower --prc-neighborhood"
+        )
     cache_path = None if cache is None else (cache_dir() if cache == "default" else Path(cache))
 
     out: dict = {}
@@ -432,8 +469,8 @@ def score(
     if isc:
         out |= isc_features_to_metric(features[extractor.layers["isc"]], splits=isc_splits, shuffle=True)
     ref_stats = None
-    if fid or kid:
-        ref_stats = reference_statistics(reference, extractor, batch_size=batch_size, cache=cache_path, kid=kid)
+    if fid or kid or prc:
+        ref_stats = reference_statistics(reference, extractor, batch_size=batch_size, cache=cache_path, kid=kid or prc)
     if fid:
         stats = fid_features_to_statistics(features[extractor.layers["fid"]])
         out |= fid_statistics_to_metric(stats, ref_stats, False)
@@ -445,11 +482,22 @@ def score(
             kid_subset_size=kid_subset_size,
             verbose=False,
         )
+    if prc:  # the memory-bounded variant: distances in blocks of 10,000 rows, the same result
+        out |= prc_features_to_metric(
+            features[extractor.layers["prc"]].float(),
+            ref_stats["features"],
+            prc_neighborhood=prc_neighborhood,
+            prc_batch_size=10_000,
+            save_cpu_ram=True,
+            verbose=False,
+        )
     out["protocol"] = protocol(samples, reference, extractor, isc_splits if isc else None, kid, device)
     if ref_stats is not None:
         out["protocol"]["reference"]["statistics"] = "cached" if ref_stats["cached"] else "computed"
     if kid:
         out["protocol"]["kid"] = {"subsets": kid_subsets, "subset_size": kid_subset_size}
+    if prc:
+        out["protocol"]["prc"] = {"neighborhood": prc_neighborhood}
     return out
 
 
@@ -474,6 +522,7 @@ def protocol(
         "weights": {"path": str(extractor.weights), "sha256": extractor.sha256, "published": extractor.official},
         "isc_splits": isc_splits,
         "kid": None,
+        "prc": None,
         "torch_fidelity": torch_fidelity.__version__,
         "device": device.type,
         "comparable_to_inception_scores": extractor.name == INCEPTION,
@@ -492,6 +541,10 @@ def format_table(result: dict) -> str:
         if key in result:
             std = result.get(key.replace("_mean", "_std")) if key.endswith("_mean") else None
             rows.append(f"{name + tag:<36} {result[key]:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
+    if KEY_METRIC_PRECISION in result:
+        k = p["prc"]["neighborhood"]
+        for key, name in ((KEY_METRIC_PRECISION, "precision"), (KEY_METRIC_RECALL, "recall")):
+            rows.append(f"{name + tag:<36} {result[key]:.4f} (k = {k})")
     s, ref = p["samples"], p["reference"]
     splits = f" (IS over {p['isc_splits']} splits)" if p["isc_splits"] else ""
     rows.append(f"samples   {s['count']} from {s['source']}{splits}")
@@ -520,6 +573,10 @@ def get_args_parser() -> ArgumentParser:
     parser.add_argument("--kid", action="store_true", help="also compute KID")
     parser.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (default: 1000)")
     parser.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default: 100)")
+    parser.add_argument("--prc", action="store_true", help="also compute precision and recall (Kynkäänniemi et al.)")
+    parser.add_argument(
+        "--prc-neighborhood", type=int, default=3, help="precision/recall: the k of the k-NN balls (default: 3)"
+    )
     parser.add_argument(
         "--feature-extractor",
         default=INCEPTION,
@@ -552,6 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--num-samples must be positive, got {args.num_samples}")
     if args.kid and args.ref is None:
         raise UsageError("--kid needs a reference: pass --ref")
+    if args.prc and args.ref is None:
+        raise UsageError("--prc needs a reference: pass --ref")
+    if args.prc_neighborhood <= 0:
+        raise UsageError(f"--prc-neighborhood must be positive, got {args.prc_neighborhood}")
     # the output and the cache are checked before any input is read, generated or scored
     out = Path(args.out) if args.out else _default_out(args.samples, args.ref)
     if out is not None:
@@ -573,6 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         isc=not args.no_isc,
         fid=not args.no_fid and args.ref is not None,
         kid=args.kid,
+        prc=args.prc,
         feature_extractor=args.feature_extractor,
         weights_path=args.inception_weights if args.feature_extractor == INCEPTION else None,
         download=not args.no_download,
@@ -580,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
+        prc_neighborhood=args.prc_neighborhood,
         num_samples=args.num_samples,
         data_dir=args.data_dir,
         seed=args.seed,

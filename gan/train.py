@@ -37,7 +37,7 @@ from common.loop import LossMeter, Session, Throughput, hms, num_params, start_s
 from common.mixup import sample_point
 from common.registry import build
 from common.signals import StopSignal
-from common.speed import PLAIN, Speed, configure, fused_kwargs, maybe_compile
+from common.speed import PLAIN, Speed, backward_step, configure, fused_kwargs, maybe_compile
 from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, check_combinations, network_args
 from gan.losses import PairMix, apply_mixes, d_loss, g_loss, gradient_penalty, mixup_loss, sample_mixes
 from gan.tasks import Task, make_task
@@ -204,12 +204,15 @@ def train_iteration(
     device: torch.device,
     speed: Speed = PLAIN,
     dist: Dist = NO_DIST,
+    scalers: tuple[torch.amp.GradScaler | None, torch.amp.GradScaler | None] = (None, None),
 ) -> dict[str, Tensor]:
     """n_dis discriminator updates, then one generator update (with --g-mix on mixes with the last real
     batch too). Returns the loss parts (on the device).
 
-    Noise is drawn for the global batch on every rank and sharded, like the data.
+    Noise is drawn for the global batch on every rank and sharded, like the data. ``scalers`` are the
+    gradient scalers of D and G under float16 autocast (one per network: their losses differ in scale).
     """
+    scaler_d, scaler_g = scalers
     parts: dict[str, Tensor] = {}
     for i in range(cfg.n_dis):
         x_real = speed.images(real.batch(step * cfg.n_dis + i))
@@ -217,8 +220,7 @@ def train_iteration(
         with speed.autocast(device):
             loss, parts = d_step(nets.G_train, nets.D_train, x_real, z, cfg, nets.D_mix)
         opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
+        backward_step(loss, opt_d, scaler_d)
     nets.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
     z = shard(torch.randn(cfg.g_batch_size, nets.G.z_dim, device=device), dist)
     with speed.autocast(device):
@@ -226,8 +228,7 @@ def train_iteration(
             nets.G_train, nets.D_train, z, cfg, nets.D_mix, x_real
         )  # with --g-mix: the last real batch
     opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    opt_g.step()
+    backward_step(loss, opt_g, scaler_g)
     nets.D.requires_grad_(True)
     return parts | g_parts
 
@@ -238,8 +239,9 @@ def train_iteration(
 
 @dataclass
 class Training:
-    """The networks, their optimizers, G's EMA copy (None when off), the noise of the sample visuals, and
-    the networks' model_args (what a checkpoint rebuilds them from)."""
+    """The networks, their optimizers, G's EMA copy (None when off), the noise of the sample visuals, the
+    networks' model_args (what a checkpoint rebuilds them from) and, under float16 autocast, the gradient
+    scalers of D and G (else None)."""
 
     nets: Nets
     opt_g: torch.optim.Optimizer
@@ -247,6 +249,8 @@ class Training:
     G_ema: nn.Module | None
     fixed_z: Tensor
     model_args: dict[str, Any]
+    scaler_d: torch.amp.GradScaler | None = None
+    scaler_g: torch.amp.GradScaler | None = None
 
     def states(self) -> dict[str, Any]:
         """What a checkpoint keeps, by name (None: no EMA in this run)."""
@@ -256,6 +260,8 @@ class Training:
             "opt_g": self.opt_g,
             "opt_d": self.opt_d,
             "generator_ema": self.G_ema,
+            "scaler_d": self.scaler_d,
+            "scaler_g": self.scaler_g,
         }
 
 
@@ -283,7 +289,8 @@ def build_training(s: Session, task: Task) -> Training:
     s.say(
         f"G {num_params(G):.2f}M, D {num_params(D):.2f}M parameters | loss {cfg.loss} | {mixing} | {speed.describe()}"
     )
-    return Training(nets, opt_g, opt_d, G_ema, fixed_z, dict(model_args))
+    scalers = speed.grad_scaler(device), speed.grad_scaler(device)
+    return Training(nets, opt_g, opt_d, G_ema, fixed_z, dict(model_args), *scalers)
 
 
 def check_mixing_layers(D: nn.Module, mixer: LayerMixup, shape: Sequence[int]) -> None:
@@ -359,7 +366,8 @@ def train(s: Session, task: Task, t: Training, step: int, meter: LossMeter) -> i
         while step < cfg.steps:
             for group, base in ((t.opt_g.param_groups[0], cfg.lr_g), (t.opt_d.param_groups[0], cfg.lr_d)):
                 group["lr"] = learning_rate(base, step, cfg)
-            parts = train_iteration(nets, t.opt_g, t.opt_d, task, step, cfg, device, s.speed, dist)
+            scalers = (t.scaler_d, t.scaler_g)
+            parts = train_iteration(nets, t.opt_g, t.opt_d, task, step, cfg, device, s.speed, dist, scalers)
             if t.G_ema is not None:
                 update_ema(t.G_ema, nets.G, cfg.g_ema_decay)
             step += 1

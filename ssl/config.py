@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -9,13 +11,14 @@ from typing import Any, Literal
 
 import classifiers.recipes
 from classifiers.wrn import ARCH as WRN
-from common.config import UsageError, check, check_number, opt
+from common.config import UsageError, check, check_number, coerce, opt
 from common.registry import ARCHS, classifiers, constructor, recipe_spec, spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
 DEFAULT_MIX_POINTS = ARCHS[WRN].paper_mix_points  # of the WRN given by --depth/--width: pixel, h1, h2
 TORCHVISION = "torchvision:"  # --arch torchvision:NAME, common/zoo.py
+TIMM = "timm:"  # --arch timm:NAME (the optional extra .[timm]), common/zoo.py
 ALL = "all"  # --labels all: supervised training on every non-validation image
 # The fields of --arch wrn (the WRN of --depth/--width) with their defaults; a named --arch fixes them itself.
 WRN_FIELDS = dict(ARCHS[WRN].kwargs)
@@ -69,9 +72,10 @@ class SSLConfig:
     # config.yaml of runs saved before this field existed still matches on --resume.
     arch: str | None = opt(
         None,
-        f"network: wrn (WRN-depth-width of the flags below), {', '.join(n for n in classifiers() if n != WRN)} "
-        "or torchvision:NAME, e.g. "
-        "torchvision:resnet18 (any torchvision classifier; name its layers with --mix-points) (default none: wrn)",
+        f"network: wrn (WRN-depth-width of the flags below), {', '.join(n for n in classifiers() if n != WRN)}, "
+        "torchvision:NAME, e.g. torchvision:resnet18 (any torchvision classifier), or timm:NAME, e.g. "
+        "timm:resnet10t (any timm model; pip install -e '.[timm]'); name a library network's layers with "
+        "--mix-points (default none: wrn)",
     )
     depth: int = opt(28, "WRN depth, 6n+4")
     width: int = opt(2, "WRN widening factor")
@@ -131,9 +135,33 @@ class SSLConfig:
     checkpoint_every: int = opt(1, "checkpoint every N epochs")
     seed: int = opt(0, "seed for the split, initialisation and every random draw")
     # speed: None = on for CUDA, off on the CPU (README: Speed)
-    amp: bool | None = opt(None, "bfloat16 autocast")
+    amp: bool | None = opt(
+        None, "mixed-precision autocast: bfloat16 where the device has it natively, else float16 with a gradient scaler"
+    )
+    amp_dtype: Literal["bfloat16", "float16"] | None = opt(
+        None, "autocast's dtype, forced (turns --amp on; float16 trains with a gradient scaler) (default: as --amp)"
+    )
     channels_last: bool | None = opt(None, "channels-last memory format")
     compile: bool | None = opt(None, "torch.compile the network (falls back to eager if it fails)")
+
+    @staticmethod
+    def settle_files(files: dict[str, Any], command_line: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """The config files' values without the WRN fields they set when the network is not the WRN (a config
+        file describes its default network; ``--arch`` on the command line picks another): those fields are
+        set aside, with a note when they differ from the defaults. Typed flags stay, and conflict in
+        :meth:`_resolve_defaults` (common.config.resolve_config calls this hook)."""
+        arch = coerce(command_line.get("arch", files.get("arch")), str | None, "--arch")
+        if arch in (None, WRN):
+            return files
+        aside = {k: files[k] for k in WRN_FIELDS if k in files and k not in command_line}
+        changed = [k for k, v in aside.items() if coerce(v, float, k) != WRN_FIELDS[k]]
+        if changed:
+            print(
+                f"note: {source}: {', '.join(changed)} set the WRN of --arch wrn; --arch {arch} fixes its own "
+                "network, so they are not used",
+                file=sys.stderr,
+            )
+        return {k: v for k, v in files.items() if k not in aside}
 
     def __post_init__(self) -> None:
         # Every number is checked here, before any data is read: finite (nan and inf never pass) and in range.
@@ -188,13 +216,13 @@ class SSLConfig:
         elif not isinstance(labels, int) or isinstance(labels, bool):
             raise UsageError(f"--labels: expected a number of labelled images or 'all', got {labels!r}")
         check(self.labels == ALL or self.labels > 0, f"--labels must be positive or 'all', got {self.labels}")
-        valid = ", ".join([*classifiers(), f"{TORCHVISION}NAME"])
+        valid = ", ".join([*classifiers(), f"{TORCHVISION}NAME", f"{TIMM}NAME"])
         check(
-            self.arch is None or self.arch in classifiers() or self.from_torchvision,
+            self.arch is None or self.arch in classifiers() or self.from_library,
             f"unknown --arch {self.arch!r} (valid: {valid})",
         )
-        if self.from_torchvision:
-            constructor(self.arch)  # an unknown torchvision name is a one-line error here, before any data is read
+        if self.from_library:
+            constructor(self.arch)  # an unknown name or a missing library is a one-line error here, before any data
         if self.arch_name != WRN:
             changed = [
                 f"--{k.replace('_', '-')} {getattr(self, k)}" for k, v in WRN_FIELDS.items() if getattr(self, k) != v
@@ -204,7 +232,7 @@ class SSLConfig:
                 f"{', '.join(changed)} set(s) the WRN of --arch wrn, but --arch {self.arch} fixes its own network; "
                 "drop them or use --arch wrn",
             )
-        if self.mix_points is None and not self.from_torchvision:  # torchvision: no recipe, see check_method
+        if self.mix_points is None and not self.from_library:  # a library's network: no recipe, see check_method
             set_("mix_points", default_mix_points(self))
         if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
             set_("alpha_sup", self.method_spec.alpha_labels_only if self.labels_only else 0.1)
@@ -232,9 +260,9 @@ class SSLConfig:
         return self.all_labels or self.labelled_only
 
     @property
-    def from_torchvision(self) -> bool:
-        """--arch torchvision:NAME (:mod:`common.zoo`)."""
-        return (self.arch or "").startswith(TORCHVISION)
+    def from_library(self) -> bool:
+        """--arch torchvision:NAME or timm:NAME (:mod:`common.zoo`)."""
+        return (self.arch or "").startswith((TORCHVISION, TIMM))
 
     @property
     def arch_name(self) -> str:
@@ -248,7 +276,7 @@ class SSLConfig:
 
 def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
     """The eligible set of the network's recipe: what --mix-points means when it is not given."""
-    if cfg.from_torchvision:
+    if cfg.from_library:
         return ("input",)  # no recipe: Input Mixup's point, the one layer every network has
     return ARCHS[cfg.arch_name].paper_mix_points
 
@@ -256,10 +284,10 @@ def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
 def check_method(cfg: SSLConfig) -> None:
     """Input Mixup (Algorithm 3) mixes at the input only: refuse mixing points that would be ignored
     (the network's default set and the WRN's, which the shipped SSL configs spell out, are not refused).
-    A torchvision network has no recipe: Manifold Mixup on it needs its layers named."""
+    A torchvision or timm network has no recipe: Manifold Mixup on it needs its layers named."""
     wrn_points = cfg.mix_points is not None and tuple(cfg.mix_points) == DEFAULT_MIX_POINTS  # e.g. from a config
     check(
-        not (cfg.from_torchvision and cfg.method_spec.hidden_layers and (cfg.mix_points is None or wrn_points)),
+        not (cfg.from_library and cfg.method_spec.hidden_layers and (cfg.mix_points is None or wrn_points)),
         f"--arch {cfg.arch} has no recipe for its mixing layers (pixel, h1, h2 name a WRN's): name them, e.g. "
         "--mix-points input,layer1,layer2 (a ResNet's modules; print(dict(model.named_modules())) lists all)",
     )
@@ -275,7 +303,7 @@ def check_method(cfg: SSLConfig) -> None:
 
 def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, Any]:
     """The checkpoint's model_args of the network (common/registry.py)."""
-    if cfg.from_torchvision:
+    if cfg.from_library:
         return spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     if cfg.arch_name != WRN:
         return recipe_spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)

@@ -43,7 +43,7 @@ from common.mixup import sample_mix, soft_cross_entropy
 from common.registry import build
 from common.rundir import SPLIT
 from common.signals import StopSignal
-from common.speed import configure, fused_kwargs, maybe_compile
+from common.speed import backward_step, configure, fused_kwargs, maybe_compile
 from ssl.config import CONFIGS, SSLConfig, check_method, network_args
 from ssl.data import Data, build_data
 
@@ -254,7 +254,7 @@ def is_evaluation(record: dict) -> bool:
 class Networks:
     """The plain network (checkpoints, evaluation, the L1 term), the mixer of the callable the step trains
     (DDP and/or compiled) at the eligible layers, the teacher of the pseudolabels, the EMA copy, the
-    optimizer and the network's model_args."""
+    optimizer, the network's model_args and the gradient scaler of float16 autocast (else None)."""
 
     net: nn.Module
     mixer: LayerMixup
@@ -262,6 +262,7 @@ class Networks:
     ema: nn.Module | None
     optimizer: torch.optim.Optimizer
     model_args: dict[str, Any]
+    scaler: torch.amp.GradScaler | None = None
 
     @property
     def model(self) -> Callable:
@@ -269,8 +270,8 @@ class Networks:
         return self.mixer.model
 
     def states(self) -> dict[str, Any]:
-        """What a checkpoint keeps, by name (None: no EMA in this run)."""
-        return {"model": self.net, "optimizer": self.optimizer, "ema": self.ema}
+        """What a checkpoint keeps, by name (None: no EMA, or no gradient scaler, in this run)."""
+        return {"model": self.net, "optimizer": self.optimizer, "ema": self.ema, "scaler": self.scaler}
 
 
 def build_networks(s: Session, data: Data) -> Networks:
@@ -293,7 +294,7 @@ def build_networks(s: Session, data: Data) -> Networks:
         f"model: {cfg.network_name()}, {num_params(net):.2f}M parameters; "
         f"method {cfg.method}, {mixing_description(cfg, mixer)}; {s.speed.describe()}"
     )
-    return Networks(net, mixer, teacher, ema, optimizer, model_args)
+    return Networks(net, mixer, teacher, ema, optimizer, model_args, s.speed.grad_scaler(s.device))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,8 +356,7 @@ def train(s: Session, data: Data, nets: Networks, step: int, meter: LossMeter) -
                     nets.mixer, nets.teacher, x_l, y_l, x_u, w, cfg, data.num_classes, net=nets.net
                 )
             nets.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nets.optimizer.step()
+            backward_step(loss, nets.optimizer, nets.scaler)
             if nets.ema is not None:
                 update_ema(nets.ema, nets.net, cfg.ema_decay)
             step += 1

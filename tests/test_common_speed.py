@@ -11,41 +11,90 @@ from classifiers.wrn import WideResNet
 from common.config import resolve_config
 from common.layers import LayerMixup
 from common.mixup import Mix
-from common.speed import Compiled, Speed, configure, fused_kwargs, graph_budget, no_tf32
+from common.speed import Compiled, Speed, backward_step, configure, fused_kwargs, graph_budget, no_tf32
 from common.staged import StagedNet
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_defaults_are_fast_on_cuda_and_bf16_on_a_cpu_only_where_it_is_native(monkeypatch, native_bf16):
     monkeypatch.setattr(speed_module, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(speed_module, "native_bf16", lambda device: native_bf16)
     cpu = Speed.resolve(None, None, None, torch.device("cpu"))
-    assert cpu == Speed(native_bf16, native_bf16, False)  # compile stays off on the CPU (slower there)
+    assert cpu == Speed(native_bf16, native_bf16, False, "bfloat16" if native_bf16 else None)  # no compile on CPUs
     assert ("native bf16" if native_bf16 else "no native bf16") in cpu.describe()
     assert Speed.resolve(False, False, None, torch.device("cpu")) == Speed(False, False, False)
-    assert Speed.resolve(None, None, None, torch.device("cuda")) == Speed(True, True, True)
+    dtype = "bfloat16" if native_bf16 else "float16"  # a T4 or V100: float16 with a gradient scaler
+    assert Speed.resolve(None, None, None, torch.device("cuda")) == Speed(True, True, True, dtype)
     assert Speed.resolve(False, None, True, torch.device("cuda")) == Speed(False, True, True)
+    assert Speed.resolve(None, None, None, torch.device("cuda")).scaled == (not native_bf16)
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
-    speed_module.cpu_has_native_bf16.cache_clear()
-    flags = tmp_path / "cpuinfo"
-    real_open = open
-    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(flags if path == "/proc/cpuinfo" else path))
-    try:
-        flags.write_text("flags\t\t: fpu sse avx2 avx512f\n")
-        assert not speed_module.cpu_has_native_bf16()
-        speed_module.cpu_has_native_bf16.cache_clear()
-        flags.write_text("flags\t\t: fpu avx512f avx512_bf16\n")
-        assert speed_module.cpu_has_native_bf16()
-    finally:
-        speed_module.cpu_has_native_bf16.cache_clear()
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_amp_dtype_forces_autocast_in_that_dtype_and_float16_brings_a_scaler(monkeypatch, native_bf16):
+    monkeypatch.setattr(speed_module, "native_bf16", lambda device: native_bf16)
+    cpu = torch.device("cpu")
+    for forced in ("bfloat16", "float16"):
+        for amp in (None, False, True):  # a forced dtype turns autocast on, even over a config file's amp: false
+            speed = Speed.resolve(amp, False, None, cpu, forced)
+            assert speed.amp and speed.dtype == forced and speed.scaled == (forced == "float16")
+    fp16 = Speed.resolve(None, False, None, cpu, "float16")
+    assert isinstance(fp16.grad_scaler(cpu), torch.amp.GradScaler) and Speed(amp=True).grad_scaler(cpu) is None
+    assert "amp float16 with a gradient scaler" in fp16.describe()
+    with fp16.autocast(cpu):
+        assert torch.get_autocast_dtype("cpu") == torch.float16 and torch.is_autocast_enabled("cpu")
+    assert Speed.resolve(True, False, None, cpu).dtype == ("bfloat16" if native_bf16 else "float16")
 
 
-def ssl_step_and_grads(speed: Speed):
+def test_fp16_steps_match_the_fp32_steps():
+    """The float16 path on the CPU, against fp32: spectral norm's power iteration and the losses stay in fp32."""
+    fp16 = Speed(amp=True, amp_dtype="float16")
+    loss32, grad32 = ssl_step_and_grads(Speed(), size=8)
+    loss16, grad16 = ssl_step_and_grads(fp16, size=8)
+    assert abs(loss16 - loss32) < 0.02 * abs(loss32) and torch.isfinite(grad16).all()
+    assert F.cosine_similarity(grad16, grad32, dim=0) > 0.99
+    losses32, d32, g32 = gan_steps_and_grads(Speed())
+    losses16, d16, g16 = gan_steps_and_grads(fp16)
+    torch.testing.assert_close(losses16, losses32, rtol=0.02, atol=0.01)
+    assert F.cosine_similarity(d16, d32, dim=0) > 0.99 and F.cosine_similarity(g16, g32, dim=0) > 0.99
+
+
+def test_backward_step_with_a_scaler_makes_the_fp32_update_and_skips_an_overflow():
+    cpu = torch.device("cpu")
+    x, y = torch.randn(32, 20), torch.randn(32, 1)
+
+    def updated(speed, scale=2.0**12):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 1))  # as _init_params
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        scaler = speed.grad_scaler(cpu)
+        if scaler is not None:
+            scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+        with speed.autocast(cpu):
+            loss = F.mse_loss(net(x).float(), y)
+        backward_step(loss, opt, scaler)
+        return torch.cat([p.detach().flatten() for p in net.parameters()]), scaler
+
+    before = _init_params()
+    p32, _ = updated(Speed())
+    p16, scaler = updated(Speed(amp=True, amp_dtype="float16"))
+    assert scaler.get_scale() == 2.0**12  # a clean step keeps the scale
+    torch.testing.assert_close(p16 - before, p32 - before, rtol=0.02, atol=2e-4)  # the unscaled gradient's step
+    p_inf, scaler = updated(Speed(amp=True, amp_dtype="float16"), scale=2.0**120)  # overflows float16 in the backward
+    torch.testing.assert_close(p_inf, before, rtol=0, atol=0)  # the step was skipped
+    assert scaler.get_scale() == 2.0**119  # and the scale halved
+
+
+def _init_params():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 1))
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def ssl_step_and_grads(speed: Speed, size: int = 16):
     torch.manual_seed(0)
     net = speed.module(WideResNet(num_classes=10, depth=10, width=2, in_channels=3, bn_momentum=0.1))
-    x_l = speed.images(torch.randn(16, 3, 16, 16))
-    x_u = speed.images(torch.randn(16, 3, 16, 16))
+    x_l = speed.images(torch.randn(16, 3, size, size))
+    x_u = speed.images(torch.randn(16, 3, size, size))
     y_l = torch.arange(16) % 10
     cfg = resolve_config(SSL.SSLConfig, None, {"dataset": "digits"})
     torch.manual_seed(1)

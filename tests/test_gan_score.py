@@ -81,8 +81,8 @@ def inception_results(extractor, stats_cache):
     """FID(A, A) and FID(B, A): A's reference statistics are computed once, then read from the cache."""
     a = S.Samples.of(images("smooth", N_SHARED), "smooth")
     b = S.Samples.of(images("noise", N_SHARED), "noise")
-    same = S.score(a, a, extractor=extractor, cache=stats_cache, isc_splits=3)
-    different = S.score(b, a, extractor=extractor, cache=stats_cache, isc_splits=3)
+    same = S.score(a, a, extractor=extractor, cache=stats_cache, isc_splits=3, prc=True)
+    different = S.score(b, a, extractor=extractor, cache=stats_cache, isc_splits=3, prc=True)
     return same, different
 
 
@@ -96,6 +96,46 @@ def test_fid_of_a_set_with_itself_is_zero_and_of_different_sets_positive(incepti
     assert different["protocol"]["reference"]["statistics"] == "cached"
     assert same["protocol"]["comparable_to_inception_scores"] is True
     assert same["protocol"]["weights"]["published"] is False  # random weights are not the published file
+
+
+def test_precision_and_recall_through_inception(inception_results):
+    same, different = inception_results
+    assert same["precision"] == same["recall"] == 1.0  # every image lies in its own ball
+    p, r = different["precision"], different["recall"]
+    assert 0 <= p <= 1 and 0 <= r <= 1 and different["f_score"] == pytest.approx(2 * p * r / max(p + r, 1e-5))
+    assert same["protocol"]["prc"] == {"neighborhood": 3} and same["protocol"]["feature_layers"]["prc"] == "2048"
+    assert different["protocol"]["reference"]["statistics"] == "cached"  # the reference's features included
+    table = S.format_table(different)
+    assert f"precision{' ' * 27} {different['precision']:.4f} (k = 3)" in table and "recall" in table
+
+
+def precision_recall_by_hand(fake: np.ndarray, real: np.ndarray, k: int) -> tuple[float, float]:
+    """Kynkäänniemi et al. 2019 written out: a point is in a set's manifold when it lies within the distance
+    from some member of the set to that member's k-th nearest neighbour (itself excluded)."""
+
+    def radii(x):
+        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+        return np.sort(d, axis=1)[:, k]  # column 0 is the point itself
+
+    def inside(points, members):
+        d = np.linalg.norm(points[:, None] - members[None], axis=-1)
+        return (d <= radii(members)[None]).any(axis=1).mean()
+
+    return inside(fake, real), inside(real, fake)
+
+
+def test_precision_and_recall_match_the_definition(tmp_path):
+    extractor = S.Extractor(DIGITS_EXTRACTOR, digits_extractor_weights(), CPU)
+    ref = S.load_samples("digits-train").images[:200]
+    fake = images("noise", 150, seed=2)[:, :1, :8, :8] // 2 + ref[:150] // 2  # half digit, half noise
+    result = S.score(fake, ref, isc=False, fid=False, prc=True, prc_neighborhood=5, extractor=extractor, cache=None)
+    layer = extractor.layers["prc"]
+    f_fake, f_real = (extractor(x, 100, "t")[layer].float().numpy() for x in (fake, ref))
+    precision, recall = precision_recall_by_hand(f_fake, f_real, 5)
+    assert 0 < result["precision"] < 1 and 0 < result["recall"] < 1  # a case that can tell them apart
+    assert result["precision"] == pytest.approx(precision, abs=1e-6)
+    assert result["recall"] == pytest.approx(recall, abs=1e-6)
+    assert result["protocol"]["prc"]["neighborhood"] == 5 and "frechet_inception_distance" not in result
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +377,8 @@ def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path, m
         ([*common, "--out", str(tmp_path / "no" / "such.json")], "does not exist"),
         ([str(tmp_path / "a.npz"), "--kid", "--out", str(tmp_path / "z.json")], "--kid needs a reference"),
         ([*common, "--num-samples", "0", "--out", str(tmp_path / "z.json")], "--num-samples must be positive"),
+        ([str(tmp_path / "a.npz"), "--prc", "--out", str(tmp_path / "z.json")], "--prc needs a reference"),
+        ([*common, "--prc", "--prc-neighborhood", "0", "--out", str(tmp_path / "z.json")], "must be positive"),
     ]:
         with pytest.raises(UsageError, match=expect):
             S.main(args)
@@ -477,3 +519,28 @@ def test_a_truncated_or_corrupt_npz_is_one_line_naming_the_file(tmp_path, main_i
     code, _, err = main_in_process(S.main, tmp_path / "cut.npz", "--no-fid", "--out", tmp_path / "s.json")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cut.npz cannot be read" in err, err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no s.json, inputs untouched
+
+
+def test_command_prints_and_writes_precision_and_recall(tmp_path, main_in_process):
+    x = S.load_samples("digits-test").images[:60]
+    np.savez(tmp_path / "a.npz", images=x.permute(0, 2, 3, 1).numpy())
+    out = tmp_path / "scores.json"
+    args = [tmp_path / "a.npz", "--ref", "digits-train", "--device", "cpu", "--out", out, "--no-isc", "--no-fid"]
+    code, stdout, err = main_in_process(S.main, *args, "--feature-extractor", DIGITS_EXTRACTOR, "--prc")
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    assert 0 < data["precision"] <= 1 and 0 < data["recall"] <= 1 and "f_score" in data
+    assert data["protocol"]["prc"] == {"neighborhood": 3} and "frechet_inception_distance" not in data
+    assert f"{data['precision']:.4f} (k = 3)" in stdout and f"{data['recall']:.4f} (k = 3)" in stdout
+    code, _, err = main_in_process(
+        S.main,
+        *args[:-2],
+        "--out",
+        tmp_path / "b.json",
+        "--prc-neighborhood",
+        "99",
+        "--prc",
+        "--feature-extractor",
+        DIGITS_EXTRACTOR,
+    )
+    assert code == 2 and "lower --prc-neighborhood" in err and len(err.strip().splitlines()) == 1, err

@@ -132,6 +132,27 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monk
 
 
 @pytest.mark.slow
+def test_float16_run_with_its_gradient_scalers_resumes_exactly(tmp_path, monkeypatch):
+    """--amp-dtype float16 on the CPU: D's and G's gradient scalers are saved and restored with the run."""
+    steps = ["--steps", "20", "--log-every", "5", "--checkpoint-every", "10", "--sample-every", "10"]
+    argv = [*RING, *steps, "--eval-every", "10", "--mix", "pixel", "--amp-dtype", "float16"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    stop = signal_after(T.StopSignal, 13, signal.SIGTERM)  # during update 13 (between checkpoints)
+    monkeypatch.setattr(T, "StopSignal", stop)
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+    assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert full["scaler_d"]["_growth_tracker"] > 0 and full["scaler_g"]["_growth_tracker"] > 0
+    assert (cut["scaler_d"], cut["scaler_g"]) == (full["scaler_d"], full["scaler_g"])
+    for key in ("generator", "discriminator"):
+        for name, value in full[key].items():
+            torch.testing.assert_close(cut[key][name], value, rtol=0, atol=0)
+
+
+@pytest.mark.slow
 def test_ring_demo_covers_several_modes_after_a_short_run(tmp_path):
     assert T.main([*RING, "--steps", "3000", "--eval-every", "1000", "--out", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

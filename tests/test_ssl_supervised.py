@@ -106,6 +106,25 @@ def test_contradictory_or_unknown_values_are_one_line(overrides, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_config_files_wrn_fields_give_way_to_another_arch_typed_ones_do_not(tmp_path, capsys):
+    digits = ROOT / "configs" / "ssl" / "digits.yaml"  # depth 10, width 2, bn_momentum 0.1
+    c = resolve_config(SSLConfig, digits, {"arch": "preactresnet18"})
+    assert (c.arch, c.depth, c.bn_momentum, c.mix_points) == ("preactresnet18", 28, 0.001, ("pixel", "h1", "h2"))
+    assert "digits.yaml: depth, bn_momentum set the WRN" in capsys.readouterr().err
+    assert resolve_config(SSLConfig, digits, {}).depth == 10  # without --arch the file's WRN is the network
+    (tmp_path / "own.yaml").write_text("dataset: digits\narch: wrn28_10\ndepth: 16\n")
+    with pytest.raises(UsageError, match=r"own.yaml: --depth 16 set\(s\) the WRN"):  # a file at odds with itself
+        resolve_config(SSLConfig, tmp_path / "own.yaml", {})
+    with pytest.raises(UsageError, match=r"--width 4 set\(s\) the WRN") as e:
+        resolve_config(SSLConfig, digits, {"arch": "preactresnet18", "width": "4"})
+    assert "depth" not in str(e.value) and "bn-momentum" not in str(e.value)
+    with pytest.raises(UsageError, match=r"--depth 10 set\(s\) the WRN"):  # typed in Python: no file to give way
+        SSLConfig(dataset="digits", arch="preactresnet18", depth=10)
+    saved = to_dict(resolve_config(SSLConfig, digits, {"arch": "preactresnet18"}))
+    resumed = resolve_config(SSLConfig, None, {}, base=saved)  # a resume re-reads the saved config unchanged
+    assert to_dict(resumed) == saved
+
+
 def test_unknown_arch_through_main_is_one_line_exit_2_and_touches_nothing(tmp_path, main_in_process):
     (tmp_path / "keep.txt").write_bytes(b"untouched")
     code, _, err = main_in_process(T.main, *E2E, "--arch", "resnet50", "--out", tmp_path / "run")

@@ -3,10 +3,12 @@ import json
 import math
 import re
 import signal
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import ssl.train as T
 from classifiers.wrn import WideResNet
@@ -196,6 +198,31 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monk
     has_val = "--val-size" not in options
     assert {"final_test_nll", "median_test_error_last20"} <= set(summary)
     assert has_val == ({"test_error_at_best_val", "test_nll_at_best_val"} <= set(summary))
+
+
+@pytest.mark.slow
+def test_float16_run_with_its_gradient_scaler_resumes_exactly(tmp_path, monkeypatch):
+    """--amp-dtype float16 on the CPU (slow there: a few updates of a few images); the checkpoint keeps the
+    scaler's state (its scale and count of clean steps), so the resumed run ends where the whole one does."""
+    small = ["--epochs", "1", "--iterations-per-epoch", "4", "--batch-size", "8", "--unlabelled-batch-size", "8"]
+    argv = [*TINY, *small, "--log-every", "1", "--amp-dtype", "float16"]
+    assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    stop = signal_after(T.StopSignal, 2, signal.SIGINT)  # during update 2
+    monkeypatch.setattr(T, "StopSignal", stop)
+    assert T.main([*argv, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGINT
+    monkeypatch.undo()
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    fresh = torch.amp.GradScaler("cpu").state_dict()
+    assert cut["step"] == 2 and cut["scaler"] != fresh  # the scale or its count of clean steps has moved
+    assert T.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
+    assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert cut["scaler"] == full["scaler"] and full["scaler"]["_growth_tracker"] > 0
+    for k, v in full["model"].items():
+        torch.testing.assert_close(cut["model"][k], v, rtol=0, atol=0)
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert "amp float16 with a gradient scaler" in summary["speed"]
 
 
 @pytest.mark.slow
@@ -507,6 +534,48 @@ def test_a_torchvision_network_trains_at_its_named_layers_and_its_checkpoint_reb
     net = build(state["model_args"])
     net.load_state_dict(state["model"])  # the same module names: the trainer trained torchvision's network
     assert net.conv1.in_channels == 1
+
+
+def test_the_digits_config_trains_a_torchvision_network_and_only_typed_wrn_flags_conflict(tmp_path, main_in_process):
+    short = ["--epochs", "1", "--iterations-per-epoch", "2", "--batch-size", "16", "--unlabelled-batch-size", "16"]
+    argv = ["--config", DIGITS, *short, "--device", "cpu", "--arch", "torchvision:resnet18"]
+    out = tmp_path / "run"
+    code, _, err = main_in_process(T.main, *argv, "--mix-points", "input,layer1,layer2", "--out", out)
+    assert code == 0, err
+    assert "note: " in err and "depth, bn_momentum set the WRN" in err  # digits.yaml's WRN fields, set aside
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert (saved["depth"], saved["bn_momentum"], saved["arch"]) == (28, 0.001, "torchvision:resnet18")
+    assert json.loads((out / "summary.json").read_text())["updates"] == 2
+    # a WRN flag the user typed still conflicts, and the message names it alone (not the file's fields)
+    code, _, err = main_in_process(T.main, *argv, "--depth", "16", "--out", tmp_path / "other")
+    assert code == 2 and len(err.strip().splitlines()) == 2 and not (tmp_path / "other").exists()
+    error = err.strip().splitlines()[-1]
+    assert "--depth 16 set(s) the WRN of --arch wrn" in error and "bn-momentum" not in error
+
+
+def test_a_timm_model_trains_with_manifold_mixup_at_named_layers(tmp_path):
+    pytest.importorskip("timm", reason="timm is the optional extra .[timm]")
+    from common.registry import build
+
+    out = tmp_path / "run"
+    argv = [*TORCHVISION[:-1], "timm:test_resnet", "--mix-points", "input,layer1,layer2", "--out", str(out)]
+    # fp32: on this CPU, bf16 autocast now and then (same seed, other outcome) wrote single entries of ~1e20 into
+    # the weights of test_resnet's stride-2 convolutions on 2x2 maps, without mixing too (--method supervised)
+    argv += ["--amp", "false", "--channels-last", "false"]
+    assert T.main(argv) == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(lines[0]["loss_sup"]) and math.isfinite(lines[0]["loss_cons"])  # both mixed terms
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["model_args"] == {"arch": "timm:test_resnet", "args": {"num_classes": 10, "in_channels": 1}}
+    build(state["model_args"]).load_state_dict(state["model"])  # timm's own module names
+
+
+def test_without_timm_a_timm_arch_is_refused_before_any_work(tmp_path, main_in_process, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` fails, as without the extra
+    argv = [*TORCHVISION[:-1], "timm:resnet10t", "--mix-points", "input,layer1", "--out", tmp_path / "run"]
+    code, _, err = main_in_process(T.main, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install -e '.[timm]'" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_torchvision_network_without_named_layers_is_refused_for_manifold_mixup(tmp_path, in_process):
