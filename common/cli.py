@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict, upgrade
+from common.outputs import disk_full_message, is_disk_full
 from common.run import Run, lock_run_dir, pending_runs, prepare_run_dir, restore_replaced, unlock_run_dir
 
 
@@ -142,12 +143,27 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     except ValueError:  # not the main thread
         previous = None
     before = pending_runs()  # only runs started by this call are put back
+    name = prog or Path(sys.argv[0]).name
     try:
         code = main(argv)
     except UsageError as e:
         note = restore_replaced(keep=before)
-        print(f"{prog or Path(sys.argv[0]).name}: error: {e}" + (f" ({note})" if note else ""), file=sys.stderr)
+        print(f"{name}: error: {e}" + (f" ({note})" if note else ""), file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if not is_disk_full(e):
+            note = restore_replaced(keep=before)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            raise
+        note = restore_replaced(keep=before)
+        message = disk_full_message(e.filename or Path.cwd())
+        print(f"{name}: error: {message}" + (f" ({note})" if note else ""), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signals, or a second one
+        note = restore_replaced(keep=before)
+        print(f"{name}: interrupted" + (f" ({note})" if note else ""), file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except BaseException:
         note = restore_replaced(keep=before)
         if note:

@@ -44,6 +44,7 @@ import yaml
 from tqdm import tqdm
 
 from common.config import UsageError, diff, load_yaml
+from common.outputs import append_line, write_atomic
 
 MARKER = ".manifold-mixup-run"
 MARKER_VERSION = 1
@@ -57,7 +58,9 @@ EVALUATION = "evaluation.json"  # written by python -m ssl.evaluate
 # Everything the trainers (and gan.score / ssl.evaluate beside a checkpoint) write into a run
 # directory, and their temporary files: a directory holding anything else is not replaced by --overwrite.
 RUN_FILES = {MARKER, CONFIG, METRICS, CHECKPOINT, SUMMARY, SPLIT, EVALUATION}
-_RUN_FILE = re.compile(r"(" + "|".join(re.escape(f) for f in RUN_FILES) + r")(\.tmp)?|checkpoint-scores.*\.json")
+_RUN_FILE = re.compile(
+    r"\.?(" + "|".join(re.escape(f) for f in RUN_FILES) + r")(\.\d+)?(\.tmp)?|checkpoint-scores.*\.json"
+)  # temporary files: NAME.tmp (older runs) and .NAME.PID.tmp (common/outputs.py)
 
 
 def foreign_entries(out: Path) -> list[str]:
@@ -451,8 +454,7 @@ class Run:
         if not self.writer:
             return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-        with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(clean) + "\n")
+        append_line(self.out / METRICS, json.dumps(clean) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
         """The logged lines; a last line cut short (power cut, full disk) is left out."""
@@ -524,20 +526,13 @@ class Run:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, sync=False)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``torch.save`` to a temporary file, fsync, then rename: a crash never leaves half a file, a full disk
+    ends in one line naming the disk (common/outputs.py)."""
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

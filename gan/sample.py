@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
 from common.data import IMAGE_SUFFIXES, read_images
+from common.outputs import disk_errors, trainer_file
 from common.registry import build
 from common.run import load_checkpoint, progress, resolve_device
 from gan.config import network_args, saved_config
@@ -154,11 +155,12 @@ def write_samples(images: np.ndarray | Iterable[np.ndarray], out: str | Path, nu
     kind = output_kind(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        if kind == "npz":
-            _write_npz(images, tmp, num)
-        else:
-            _write_pngs(images, tmp, num)
-        os.replace(tmp, out)
+        with disk_errors(out):
+            if kind == "npz":
+                _write_npz(images, tmp, num)
+            else:
+                _write_pngs(images, tmp, num)
+            os.replace(tmp, out)
     except BaseException:  # an error or Ctrl-C: remove the partial output
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -279,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--num and --batch-size must be positive")
     output_kind(args.out)
     out = Path(args.out)
-    if out.exists():
+    if trainer_file(out) or out.resolve() == Path(args.checkpoint).resolve():
+        raise UsageError(f"--out {out} is a run directory's own file, which only the trainer writes; choose another")
+    if out.exists() or out.is_symlink():
         raise UsageError(f"{out} already exists; choose another --out or delete it first")
     check_writable(out, "--out")
     device = resolve_device(args.device)

@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +43,7 @@ from torch import Tensor, nn
 from common.augment import Preprocess
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError, resolve_config
+from common.outputs import check_output_file, write_atomic
 from common.registry import build
 from common.run import CHECKPOINT, CONFIG, EVALUATION, load_checkpoint, resolve_device
 from ssl.config import SSLConfig, network_args
@@ -256,7 +256,8 @@ def get_args_parser() -> ArgumentParser:
     p.add_argument("--data-dir", default=None, help="dataset folder (default: the run's data_dir)")
     p.add_argument("--eps", default=DEFAULT_EPS, help=f"FGSM L∞ radius in [0, 1] pixel units (default: {DEFAULT_EPS})")
     p.add_argument("--out", default=None, metavar="FILE.json", help=f"where to write the JSON (default: RUN/{RESULT})")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (or RUN/evaluation.json)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     p.add_argument("--batch-size", default=None, help="images per forward pass (default: the run's eval_batch_size)")
     p.add_argument("--max-images", default=None, help="evaluate on the first N test images only (default: all)")
     p.add_argument("--seed", default="0", help="seed of the deformations' random angles (default: 0)")
@@ -428,19 +429,21 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([head, *(f"  {a:<{width}}  {b:>8}" for a, b in rows)])
 
 
+def output_path(args: argparse.Namespace) -> Path:
+    """Where the JSON goes, checked before any work: ``--out`` or RUN/evaluation.json (common/outputs.py)."""
+    if args.out is not None:
+        return check_output_file(args.out, overwrite=args.overwrite, suffixes=(".json",), inputs=(args.run,))
+    run = Path(args.run)
+    run_dir = run if run.is_dir() else run.parent
+    return check_output_file(run_dir / RESULT, "the result file", overwrite=args.overwrite)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    out = Path(args.out) if args.out is not None else None
-    if out is not None and out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give a file name such as {out / RESULT}")
+    locate_run(args.run)  # a missing run is named before its output path
+    out = output_path(args)
     result = evaluate_run(args)
-    out = out or Path(result["run"]) / RESULT
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot write ({e.strerror})") from None
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
     print(format_table(result))
     print(f"written: {out}")
     return 0
