@@ -25,11 +25,17 @@ from common.outputs import write_atomic
 
 from conftest import ROOT, metrics_without_time, signal_after
 
-SSL_BASE = [
+SSL_BASE = [  # digits.yaml, one epoch of 6 updates
     *("--config", str(ROOT / "configs" / "ssl" / "digits.yaml"), "--device", "cpu"),
     *("--epochs", "1", "--iterations-per-epoch", "6", "--log-every", "3"),
 ]
 SSL_TINY = [*SSL_BASE, "--depth", "10", "--width", "1"]
+TORCHVISION = [  # the digits protocol without digits.yaml's WRN fields, on a torchvision ResNet-18
+    *("--dataset", "digits", "--labels", "50", "--val-size", "200", "--zca", "false", "--translate", "1"),
+    *("--batch-size", "16", "--unlabelled-batch-size", "16", "--epochs", "1", "--iterations-per-epoch", "6"),
+    *("--log-every", "3", "--device", "cpu", "--arch", "torchvision:resnet18", "--method", "manifold"),
+    *("--mix-points", "input,layer1"),
+]
 GAN_TINY = [
     *("--config", str(ROOT / "configs" / "gan" / "digits.yaml"), "--device", "cpu", "--seed", "5"),
     *("--steps", "6", "--g-channels", "16", "--d-channels", "16", "--batch-size", "16", "--g-batch-size", "16"),
@@ -207,7 +213,7 @@ RESUME_CASES = [
     (GT.main, [*GAN_TINY, "--mix", "pixel", "--mix-pairs", "fr,ff"], 3, ("generator", "discriminator")),
     (T.main, [*SSL_TINY, "--method", "manifold"], 4, ("model",)),
     (T.main, [*SSL_TINY, "--method", "supervised", "--labels", "all", "--val-size", "100"], 4, ("model",)),
-    (T.main, [*SSL_BASE, "--arch", "torchvision:resnet18", "--method", "manifold"], 4, ("model",)),
+    (T.main, TORCHVISION, 4, ("model",)),
 ]
 
 
