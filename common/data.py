@@ -21,6 +21,8 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -516,7 +518,7 @@ class Split:
             with np.load(path) as f:
                 split = cls(f["labelled"].astype(np.int64), f["unlabelled"].astype(np.int64), f["val"].astype(np.int64))
                 meta = {k[5:]: f[k].item() for k in f.files if k.startswith("meta_")}
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise UsageError(
                 f"split file {path} cannot be read ({type(e).__name__}); use a split.npz of a run"
             ) from None
@@ -527,6 +529,10 @@ class Split:
         all_idx = np.concatenate([split.labelled, split.unlabelled, split.val])
         if len(all_idx) and (all_idx.min() < 0 or all_idx.max() >= num_train):
             raise UsageError(f"split file {path} has indices outside 0..{num_train - 1}")
+        for name in ("labelled", "unlabelled", "val"):
+            part = getattr(split, name)
+            if part.ndim != 1 or len(np.unique(part)) != len(part):
+                raise UsageError(f"split file {path} lists an index twice in its {name} images; use a run's split.npz")
         if np.intersect1d(split.val, split.unlabelled).size or np.intersect1d(split.val, split.labelled).size:
             raise UsageError(f"split file {path} is inconsistent: validation overlaps training images")
         return split

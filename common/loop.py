@@ -27,7 +27,8 @@ from common.config import to_dict
 from common.dist import Dist, agree_to_stop, barrier, init_distributed, mean_over_ranks, shutdown
 from common.dist import in_sync as ranks_in_sync
 from common.guard import non_finite, weights_finite
-from common.run import Run, StopSignal, provenance, rng_state, seed_everything, set_rng_state
+from common.resume_checks import check_config_unchanged, check_history
+from common.run import CONFIG, METRICS, Run, StopSignal, provenance, rng_state, seed_everything, set_rng_state
 from common.speed import Speed
 
 NON_FINITE_EXIT = 3  # exit code of a run stopped because its losses or weights turned nan/inf
@@ -79,6 +80,8 @@ class Session:
         metrics logged after it; returns the checkpoint (``step``, ``meter`` and the ``extra`` keys)."""
         required = (*[k for k, v in objects.items() if v is not None], *extra, "meter", "step", "rng")
         state = self.run.load_checkpoint(self.device, keys=required)
+        check_history(self.run.out, METRICS, state["step"])
+        check_config_unchanged(self.run.out, CONFIG, state.get("config"), to_dict(self.cfg), self.run.saved_as_now)
         for name, obj in objects.items():
             if obj is not None:
                 obj.load_state_dict(state[name])

@@ -163,7 +163,21 @@ def prepare_run_dir(
     return None
 
 
+def _check_movable(out: Path) -> None:
+    """``--overwrite`` moves the old run aside by renaming ``out``: refuse, before any work, an ``out`` that is
+    a symbolic link (the link would be renamed, not the run) or a mount point (it cannot be renamed)."""
+    if out.is_symlink():
+        raise UsageError(
+            f"--overwrite: --out {out} is a symbolic link (to {os.readlink(out)}); give the directory itself"
+        )
+    if os.path.ismount(out):
+        raise UsageError(
+            f"--overwrite: --out {out} is a mount point, which cannot be moved aside; use a folder inside it"
+        )
+
+
 def _check_replaceable(out: Path) -> None:
+    _check_movable(out)
     foreign = foreign_entries(out)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
@@ -319,6 +333,7 @@ class Run:
         self.writer = writer
         self.config, self.resume, self.overwrite = config, resume, overwrite
         self.kind, self.world = kind, world
+        self.saved_as_now = saved_as_now
         self._existed = self.out.is_dir()
         self._replaced: Path | None = None  # the old run, moved aside until the first checkpoint
         self._new_dir: tuple[int, int] | None = None  # (device, inode) of the directory begin() made
@@ -379,6 +394,7 @@ class Run:
             self._claim_new_dir()
         self._write_marker()
         _write_atomic(self.out / CONFIG, yaml.safe_dump(self.config, sort_keys=False))
+        _write_atomic(self.out / METRICS, "")  # a resume refuses a run whose log is gone (common/resume_checks.py)
         return self
 
     def _claim_new_dir(self) -> None:
@@ -401,7 +417,10 @@ class Run:
 
     def _move_aside(self) -> None:
         aside = self.out.with_name(f"{self.out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        os.rename(self.out, aside)  # our lock moves with the directory and guards it until it is gone
+        try:
+            os.rename(self.out, aside)  # our lock moves with the directory and guards it until it is gone
+        except OSError as e:  # EBUSY (in use, a mount point), EXDEV, EACCES: nothing has moved
+            raise UsageError(f"--overwrite: {self.out} cannot be moved aside ({e.strerror}); nothing changed") from None
         self._replaced = aside
         _PENDING.append(self)
         try:

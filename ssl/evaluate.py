@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from common.augment import Preprocess
 from common.cli import ArgumentParser, run_main
-from common.config import UsageError, resolve_config
+from common.config import UsageError, load_yaml, resolve_config
 from common.outputs import check_output_file, write_atomic
 from common.registry import build
 from common.run import CHECKPOINT, CONFIG, EVALUATION, load_checkpoint, resolve_device
@@ -224,12 +224,7 @@ def locate_run(path: str) -> tuple[Path, Path]:
 
 def load_run(run_dir: Path, ckpt: Path, device: torch.device) -> tuple[SSLConfig, dict[str, Any]]:
     """The run's SSLConfig and checkpoint, refusing anything that is not a classifier run."""
-    import yaml
-
-    try:
-        saved = yaml.safe_load((run_dir / CONFIG).read_text())
-    except yaml.YAMLError:
-        raise UsageError(f"{run_dir / CONFIG} is not valid YAML") from None
+    saved = load_yaml(run_dir / CONFIG)
     not_classifier = f"{run_dir} is not a classifier run of python -m ssl.train"
     if not isinstance(saved, dict) or "dataset" not in saved or not ({"depth", "arch"} & set(saved)):
         raise UsageError(f"{not_classifier} ({CONFIG} has no dataset and network fields; a GAN run?)")
