@@ -164,6 +164,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     is a UsageError."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise UsageError(f"config file {path} is not a regular file (a folder, FIFO or device); name a YAML file")
         raise UsageError(f"config file {path} does not exist")
     try:
         data = safe_load(path.read_text(encoding="utf-8"))

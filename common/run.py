@@ -44,6 +44,7 @@ import yaml
 from tqdm import tqdm
 
 from common.config import UsageError, diff, load_yaml
+from common.inputs import regular_file
 from common.outputs import append_line, write_atomic
 
 MARKER = ".manifold-mixup-run"
@@ -557,8 +558,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; a missing or unreadable file is a UsageError."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
+    regular_file(path, "checkpoint")  # a FIFO would block torch.load forever
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated or not a torch file

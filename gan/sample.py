@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
 from common.data import IMAGE_SUFFIXES, read_images
+from common.inputs import regular_file
 from common.outputs import disk_errors, trainer_file
 from common.registry import build
 from common.run import load_checkpoint, progress, resolve_device
@@ -199,6 +200,7 @@ def _write_pngs(chunks: Iterable[np.ndarray], folder: Path, num: int) -> None:
 
 def read_npz(path: str | Path) -> Tensor:
     """uint8 (N, C, H, W) from an .npz's ``images`` (or only) array; a UsageError naming the file if unreadable."""
+    regular_file(path)  # a FIFO would block np.load forever
     try:
         with np.load(path) as f:
             if "images" in f.files:

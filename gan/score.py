@@ -53,6 +53,7 @@ from common.features import (
     published_inception,
     sha256_file,
 )
+from common.inputs import regular_file
 from common.outputs import check_output_file, disk_errors, write_atomic
 from common.run import progress, resolve_device
 from common.speed import no_tf32
@@ -138,6 +139,7 @@ def prepare_samples(
         )
     if path.is_dir():
         return lambda: Samples.of(read_folder(path), spec)
+    regular_file(path)  # a FIFO would block the reader forever
     if path.suffix == ".npz":
         try:
             zipfile.ZipFile(path).close()

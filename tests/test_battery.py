@@ -257,3 +257,206 @@ def test_a_killed_digits_gan_resumes_exactly_from_its_first_checkpoint(tmp_path,
     assert GT.main(["--out", str(tmp_path / "cut"), "--resume", "--device", "cpu"]) == 0
     assert metrics_without_time(tmp_path / "cut") == metrics_without_time(tmp_path / "full")
     _checkpoints_equal(tmp_path / "full", tmp_path / "cut", ("generator", "discriminator"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Silently wrong: each now refused in one line (or warned about), nothing changed
+
+
+def copy_run(run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(run, out)
+    return out
+
+
+def split_file(tmp_path, labelled, unlabelled, val, name="s.npz"):
+    from common.data import Split
+
+    path = tmp_path / name
+    Split(np.asarray(labelled), np.asarray(unlabelled), np.asarray(val)).save(path, dataset="digits", num_train=1297)
+    return path
+
+
+def _other_split(run, tmp_path, **change):
+    from common.data import Split
+
+    s = Split.load(run / "split.npz", num_train=1297, dataset="digits")
+    parts = {"labelled": s.labelled, "unlabelled": s.unlabelled, "val": s.val} | change
+    return split_file(tmp_path, parts["labelled"], parts["unlabelled"], parts["val"])
+
+
+RUN_INPUT_CASES = [
+    # (what is done to a copy of the tiny run, argv after it, message)
+    ("split of 100 labels", ["--resume"], "but --labels is 50"),
+    ("metrics deleted", ["--resume"], "metrics.jsonl is missing"),
+    ("config edited", ["--resume"], "differs from the config the checkpoint was written with (lr: "),
+    ("split truncated", ["--resume"], "cannot be read"),
+]
+
+
+@pytest.mark.parametrize(("harm", "argv", "message"), RUN_INPUT_CASES, ids=[c[0] for c in RUN_INPUT_CASES])
+def test_a_harmed_run_directory_is_refused_on_resume(harm, argv, message, ssl_run, tmp_path, main_in_process):
+    out = copy_run(ssl_run, tmp_path)
+    if harm == "split of 100 labels":
+        s = np.load(out / "split.npz")
+        extra = np.setdiff1d(s["unlabelled"], s["labelled"])[:50]
+        _other_split(ssl_run, tmp_path, labelled=np.sort(np.concatenate([s["labelled"], extra])))
+        (tmp_path / "s.npz").replace(out / "split.npz")
+    elif harm == "metrics deleted":
+        (out / "metrics.jsonl").unlink()
+    elif harm == "config edited":
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg | {"lr": 0.5}, sort_keys=False))
+    elif harm == "split truncated":
+        data = (out / "split.npz").read_bytes()
+        (out / "split.npz").write_bytes(data[: len(data) // 2])
+    (out / "summary.json").unlink()
+    before = tree(out)
+    code, _, err = main_in_process(T.main, "--out", out, *argv, "--device", "cpu")
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert tree(out) == before
+
+
+SPLIT_CASES = [
+    ("duplicate indices", [], "lists an index twice"),
+    ("another --val-size", ["--val-size", "100"], "holds 200 validation images but --val-size is 100"),
+    ("truncated", [], "cannot be read (BadZipFile)"),
+]
+
+
+@pytest.mark.parametrize(("harm", "argv", "message"), SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
+def test_a_bad_split_flag_is_refused(harm, argv, message, ssl_run, tmp_path, main_in_process):
+    path = _other_split(ssl_run, tmp_path)
+    if harm == "duplicate indices":
+        s = np.load(path)
+        lab = s["labelled"].copy()
+        lab[1] = lab[0]
+        path = _other_split(ssl_run, tmp_path, labelled=lab)
+    elif harm == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    code, _, err = main_in_process(T.main, *SSL_TINY, "--split", path, *argv, "--out", tmp_path / "new")
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "new").exists()
+
+
+def test_ssl_evaluate_refuses_a_truncated_split_in_one_line(ssl_run, tmp_path, main_in_process):
+    out = copy_run(ssl_run, tmp_path)
+    (out / "split.npz").write_bytes((out / "split.npz").read_bytes()[:64])
+    code, _, err = main_in_process(E.main, out, "--device", "cpu", "--out", tmp_path / "e.json")
+    assert code == 2 and "cannot be read" in err and not (tmp_path / "e.json").exists(), err
+
+
+@pytest.mark.parametrize("target", ["link", "mount point", "busy"])
+def test_overwrite_of_a_link_or_a_mount_point_is_refused_and_nothing_moves(
+    target, ssl_run, tmp_path, monkeypatch, main_in_process
+):
+    import common.run as run_module
+
+    out = copy_run(ssl_run, tmp_path)
+    given = out
+    if target == "link":
+        given = tmp_path / "link"
+        given.symlink_to(out)
+    elif target == "mount point":
+        real = os.path.ismount
+        monkeypatch.setattr(run_module.os.path, "ismount", lambda p: os.fspath(p) == os.fspath(out) or real(p))
+    else:  # the rename of a busy directory fails (EBUSY) after the checks
+        monkeypatch.setattr(run_module.os, "rename", lambda *a: (_ for _ in ()).throw(OSError(errno.EBUSY, "busy")))
+    before = tree(out)
+    code, _, err = main_in_process(T.main, *SSL_TINY, "--out", given, "--overwrite")
+    expected = {"link": "is a symbolic link", "mount point": "is a mount point", "busy": "cannot be moved aside"}
+    assert code == 2 and expected[target] in err and "Traceback" not in err, err
+    assert tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["copy"] + (["link"] if target == "link" else [])
+    )
+    assert target != "link" or given.is_symlink()
+
+
+def test_a_yaml_key_given_twice_is_refused(tmp_path, main_in_process):
+    config = tmp_path / "c.yaml"
+    config.write_text((ROOT / "configs" / "ssl" / "digits.yaml").read_text() + "labels: 100\n")
+    code, _, err = main_in_process(T.main, "--config", config, "--device", "cpu", "--out", tmp_path / "run")
+    assert code == 2 and "key 'labels' is given twice" in err and not (tmp_path / "run").exists(), err
+
+
+def test_fid_from_fewer_images_than_feature_dimensions_warns(capsys):
+    S.check_fid_size(3, 500, 64)
+    assert "FID from 3 images" in capsys.readouterr().err
+    S.check_fid_size(500, 500, 64)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(UsageError, match="at least 2 samples"):
+        S.check_fid_size(1, 500, 64)
+
+
+@pytest.mark.parametrize("main", [R.main, P.main])
+def test_a_damaged_metrics_line_is_named_not_skipped(main, ssl_run, tmp_path, main_in_process):
+    out = copy_run(ssl_run, tmp_path)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text("\n".join([lines[0], '{"step": 3, "loss": 0.', *lines[1:]]) + "\n")
+    argv = ["--json", tmp_path / "t.json"] if main is R.main else ["--out", tmp_path / "c.png"]
+    code, _, err = main_in_process(main, out, *argv)
+    assert code == 2 and "line 2 is not a JSON object" in err and "Traceback" not in err, err
+    assert not (tmp_path / "t.json").exists() and not (tmp_path / "c.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders: only regular files, each image under one label
+
+
+def image_folder(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i + (c == "b") * 100, np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+LOADER_CASES = [
+    ("FIFO named x.png", lambda r: _fifo(r / "a" / "x.png"), "is a FIFO (named pipe), not a regular file"),
+    ("class folder linked to another", lambda r: (r / "c").symlink_to(r / "a"), "is the same folder as"),
+    ("image linked into another class", lambda r: (r / "b" / "9.png").symlink_to(r / "a" / "0.png"), "two labels"),
+    ("zero-byte PNG", lambda r: (r / "a" / "z.png").write_bytes(b""), "is empty (0 bytes)"),
+]
+
+
+@pytest.mark.parametrize(("harm", "make", "message"), LOADER_CASES, ids=[c[0] for c in LOADER_CASES])
+def test_an_image_folder_made_to_hurt_is_refused_in_one_line(harm, make, message, tmp_path):
+    from common.data import load_image_folder
+
+    root = image_folder(tmp_path)
+    make(root)
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the loader hangs"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_image_folder(root)
+    finally:
+        signal.alarm(0)
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "config", "split", "samples"])
+def test_a_fifo_given_as_an_input_is_refused_not_read(what, tmp_path, main_in_process):
+    fifo = tmp_path / {"checkpoint": "c.pt", "config": "c.yaml", "split": "s.npz", "samples": "s.npz"}[what]
+    os.mkfifo(fifo)
+    main, argv = {
+        "checkpoint": (GS.main, [fifo, "--num", "4", "--out", tmp_path / "o.npz", "--device", "cpu"]),
+        "config": (T.main, ["--config", fifo, "--device", "cpu", "--out", tmp_path / "run"]),
+        "split": (T.main, [*SSL_TINY, "--split", fifo, "--out", tmp_path / "run"]),
+        "samples": (S.main, [fifo, "--no-fid", "--device", "cpu"]),
+    }[what]
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the command hangs"))
+    signal.alarm(20)
+    try:
+        code, _, err = main_in_process(main, *argv)
+    finally:
+        signal.alarm(0)
+    assert code == 2 and ("FIFO" in err or "not a regular file" in err) and "Traceback" not in err, err
