@@ -3,7 +3,6 @@ data, a silently wrong result, a traceback or a hang; each now ends in one line 
 behaves as docs/reliability.md says. Commands run in-process (``main_in_process``) on tiny data."""
 
 import errno
-import json
 import os
 import signal
 import sys
@@ -100,8 +99,10 @@ def test_output_paths_are_checked_before_the_work_and_nothing_is_overwritten(
     (ssl_run / "samples").mkdir(exist_ok=True)
     before = {p: tree(p) for p in (ssl_run, gan_run, tmp_path)}
     argv = [a.format(run=ssl_run, gan=gan_run, tmp=tmp_path) for a in argv]
-    code, _, err = main_in_process(main, *argv, "--device", "cpu") if main is not R.main and main is not P.main else (
-        main_in_process(main, *argv)
+    code, _, err = (
+        main_in_process(main, *argv, "--device", "cpu")
+        if main is not R.main and main is not P.main
+        else (main_in_process(main, *argv))
     )
     assert code == 2 and message in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
@@ -204,11 +205,14 @@ def _checkpoints_equal(a, b, keys):
             torch.testing.assert_close(cut[key][name], value, rtol=0, atol=0)
 
 
+RING_TINY = [
+    *("--config", str(ROOT / "configs" / "gan" / "ring.yaml"), "--device", "cpu", "--steps", "30", "--mix", "pixel"),
+    *("--log-every", "5", "--checkpoint-every", "10", "--sample-every", "100", "--eval-every", "100"),
+    *("--eval-samples", "500"),
+]
 RESUME_CASES = [
     # (trainer, argv, polls before the signal, networks compared)
-    (GT.main, ["--config", str(ROOT / "configs" / "gan" / "ring.yaml"), "--device", "cpu", "--steps", "30",
-               "--log-every", "5", "--checkpoint-every", "10", "--sample-every", "100", "--eval-every", "100",
-               "--eval-samples", "500", "--mix", "pixel"], 12, ("generator", "discriminator")),  # fmt: skip
+    (GT.main, RING_TINY, 12, ("generator", "discriminator")),
     (GT.main, GAN_TINY, 3, ("generator", "discriminator")),
     (GT.main, [*GAN_TINY, "--mix", "pixel", "--mix-pairs", "fr,ff"], 3, ("generator", "discriminator")),
     (T.main, [*SSL_TINY, "--method", "manifold"], 4, ("model",)),
