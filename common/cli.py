@@ -62,7 +62,7 @@ def add_run_args(parser: argparse.ArgumentParser, default_config: str | None) ->
         action="store_true",
         help="replace the run in --out (kept until the new run writes its first checkpoint)",
     )
-    g.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
+    g.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N] or mps (default: auto)")
 
 
 def start_run(

@@ -13,15 +13,14 @@ A directory that holds a run is never reused by mistake: starting again needs ``
 directory this package wrote (the marker, or for older runs only files a trainer writes), and it
 keeps the old run beside the new one (``DIR.replaced-<time>-<pid>``) until the new run has written
 its first checkpoint; a start that fails before then puts the old run back. One process at a time
-works in a run directory: rank 0 holds an ``flock`` on it while the run lives, which the kernel drops
-when the process ends however it ends.
+works in a run directory: rank 0 holds a lock on it while the run lives (common/dirlock.py: an ``flock``,
+which the kernel drops when the process ends however it ends; ``filelock`` where there is no ``fcntl``).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -44,6 +43,7 @@ import yaml
 from tqdm import tqdm
 
 from common.config import UsageError, diff, load_yaml
+from common.dirlock import LOCK_FILE, Busy, DirLock
 from common.inputs import regular_file
 from common.outputs import append_line, write_atomic
 
@@ -58,7 +58,7 @@ SAMPLES = "samples"
 EVALUATION = "evaluation.json"  # written by python -m ssl.evaluate
 # Everything the trainers (and gan.score / ssl.evaluate beside a checkpoint) write into a run
 # directory, and their temporary files: a directory holding anything else is not replaced by --overwrite.
-RUN_FILES = {MARKER, CONFIG, METRICS, CHECKPOINT, SUMMARY, SPLIT, EVALUATION}
+RUN_FILES = {MARKER, CONFIG, METRICS, CHECKPOINT, SUMMARY, SPLIT, EVALUATION, LOCK_FILE}
 _RUN_FILE = re.compile(
     r"\.?(" + "|".join(re.escape(f) for f in RUN_FILES) + r")(\.\d+)?(\.tmp)?|checkpoint-scores.*\.json"
 )  # temporary files: NAME.tmp (older runs) and .NAME.PID.tmp (common/outputs.py)
@@ -226,12 +226,12 @@ def resume_command(module: str, out: str | Path, world: int = 1) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The lock: an exclusive flock on the run directory itself, held by rank 0 while its Run lives (in
+# The lock: an exclusive lock on the run directory itself (common/dirlock.py), held by rank 0 while its Run lives (in
 # a trainer: until main() returns). The kernel drops it when the process dies, even by kill -9, so
 # no stale lock can remain. Within one process the lock is counted, so a second Run on the same
 # directory in the same process (a test, a notebook) shares it.
 
-_LOCKS: dict[tuple[int, int], list[int]] = {}  # (device, inode) of a locked directory -> [descriptor, users]
+_LOCKS: dict[tuple[int, int], list[Any]] = {}  # (device, inode) of a locked directory -> [DirLock, users]
 
 
 def _in_use_error(path: Path) -> UsageError:
@@ -241,30 +241,25 @@ def _in_use_error(path: Path) -> UsageError:
     )
 
 
-def _open_dir(path: Path) -> tuple[int, tuple[int, int]]:
+def lock_run_dir(path: str | Path) -> tuple[int, int]:
+    """Lock the directory ``path`` for this process (common/dirlock.py) and return its key for
+    :func:`unlock_run_dir`, or raise UsageError when another process holds it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        st = os.stat(path)
     except OSError as e:
         raise UsageError(f"--out {path} cannot be opened ({e.strerror})") from None
-    st = os.fstat(fd)
-    return fd, (st.st_dev, st.st_ino)
-
-
-def lock_run_dir(path: str | Path) -> tuple[int, int]:
-    """Lock the directory ``path`` for this process and return its key for :func:`unlock_run_dir`, or
-    raise UsageError when another process holds it."""
-    fd, key = _open_dir(Path(path))
-    if key in _LOCKS:  # an open descriptor keeps its inode alive, so the key cannot be a reused inode
-        os.close(fd)
+    key = (st.st_dev, st.st_ino)
+    if key in _LOCKS:  # the held lock keeps its inode alive, so the key cannot be a reused inode
         _LOCKS[key][1] += 1
         return key
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        lock = DirLock(path)
+    except Busy:
         raise _in_use_error(Path(path)) from None
-    _LOCKS[key] = [fd, 1]
-    return key
+    except OSError as e:
+        raise UsageError(f"--out {path} cannot be opened ({e.strerror})") from None
+    _LOCKS[lock.key] = [lock, 1]
+    return lock.key
 
 
 def unlock_run_dir(key: tuple[int, int]) -> None:
@@ -275,7 +270,7 @@ def unlock_run_dir(key: tuple[int, int]) -> None:
     held[1] -= 1
     if held[1] == 0:
         del _LOCKS[key]
-        os.close(held[0])
+        held[0].release()
 
 
 def check_not_in_use(path: str | Path) -> None:
@@ -637,22 +632,34 @@ def progress(total: int, initial: int = 0, desc: str = "") -> tqdm:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is cuda when a GPU is visible, else cpu. Only cpu and cuda[:N] are supported: any other
-    device (mps, meta, ...), a missing GPU or a GPU index beyond those visible is a UsageError."""
+    """``auto`` is cuda when a GPU is visible, else cpu. cpu, cuda[:N] and mps (Apple silicon) are supported:
+    any other device (meta, ...), a missing GPU or MPS, or a GPU index beyond those visible is a UsageError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"--device: unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+        raise UsageError(f"--device: unknown device {name!r} (use auto, cpu, cuda[:N] or mps)") from None
+    if device.type == "mps":
+        check_mps(name)
+        return device
     if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: this package runs on cpu or cuda only (use auto, cpu or cuda[:N])")
+        raise UsageError(f"--device {name}: this package runs on cpu, cuda or mps only (use auto, cpu, cuda[:N], mps)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name}: no CUDA device is visible here; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
+
+
+def check_mps(name: str) -> None:
+    """Refuse ``--device mps`` where this PyTorch has no MPS backend or no Apple GPU is usable, saying which."""
+    backend = getattr(torch.backends, "mps", None)
+    if backend is None or not backend.is_built():
+        raise UsageError(f"--device {name}: this PyTorch was built without MPS (Apple silicon); use --device cpu")
+    if not backend.is_available():
+        raise UsageError(f"--device {name}: no usable Apple GPU here (MPS needs macOS 12.3+ on Apple silicon)")
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from common.inputs import regular_file
 from common.outputs import disk_errors, trainer_file
 from common.registry import build
 from common.run import load_checkpoint, progress, resolve_device
+from common.trust import safe_reason
 from gan.config import network_args, saved_config
 
 OUTPUT_KINDS = "FILE.npz, or a folder of PNGs (a path ending in / or without a suffix)"
@@ -48,7 +49,10 @@ def load_generator(path: str | Path, *, ema: bool = True, device: str | torch.de
     else:
         cfg = saved_config(state["config"], f"the config saved in {path}")
         G = build(network_args(cfg, state["sample_shape"])["generator"])
-    G.load_state_dict(state["generator_ema"] if ema and state.get("generator_ema") else state["generator"])
+    try:
+        G.load_state_dict(state["generator_ema"] if ema and state.get("generator_ema") else state["generator"])
+    except (RuntimeError, TypeError, AttributeError) as e:  # another shape, a missing or extra tensor
+        raise UsageError(f"{path}: the generator's weights do not fit its stored network ({safe_reason(e)})") from None
     return G.to(device).eval(), state["config"]
 
 
@@ -241,7 +245,7 @@ def read_folder(path: str | Path) -> Tensor:
 
 
 def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
+    return safe_reason(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=500, help="samples per forward pass (default: 500)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator even if an EMA exists")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     args = parser.parse_args(argv)
     if args.num <= 0 or args.batch_size <= 0:
         raise UsageError("--num and --batch-size must be positive")

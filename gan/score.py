@@ -554,7 +554,7 @@ def get_args_parser() -> ArgumentParser:
         "--cache-dir", default=None, help="reference statistics cache (default: $MMIX_CACHE or ~/.cache/manifold-mixup)"
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference statistics")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     parser.add_argument(
         "--out",
         default=None,

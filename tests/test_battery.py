@@ -464,3 +464,109 @@ def test_a_fifo_given_as_an_input_is_refused_not_read(what, tmp_path, main_in_pr
     finally:
         signal.alarm(0)
     assert code == 2 and ("FIFO" in err or "not a regular file" in err) and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# Security: hostile checkpoints
+
+
+def _checkpoint_with(path, model_args):
+    from common.run import save_checkpoint
+
+    state = torch.load(path, weights_only=True)
+    state["model_args"] = model_args
+    save_checkpoint(path, state)
+
+
+HOSTILE_ARGS = [
+    ({"arch": "wrn", "args": {"depth": 10, "width": 200_000, "num_classes": 10}}, "outside the sane range"),
+    ({"arch": "wrn", "args": {"depth": 10, "width": 1, "num_classes": 10, "evil": 1}}, "do not fit its constructor"),
+    ({"arch": "wrn", "args": {"depth": 10, "width": [1, {"a": 1}], "num_classes": 10}}, "not a plain value"),
+    ({"arch": "wrn", "args": {"depth": 10, "width": 60000, "num_classes": 10}}, "parameters, beyond"),
+]
+
+
+@pytest.mark.parametrize(("model_args", "message"), HOSTILE_ARGS, ids=[m for _, m in HOSTILE_ARGS])
+def test_stored_model_arguments_are_checked_before_anything_is_built(
+    model_args, message, ssl_run, tmp_path, monkeypatch, main_in_process
+):
+    import torch.nn as nn
+
+    out = copy_run(ssl_run, tmp_path)
+    _checkpoint_with(out / "checkpoint.pt", model_args)
+    built = []
+    real_init = nn.Conv2d.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(torch.get_default_device())
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Conv2d, "__init__", spy)
+    code, _, err = main_in_process(E.main, out, "--device", "cpu", "--out", tmp_path / "e.json")
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert all(d.type == "meta" for d in built)  # nothing was built with real memory
+
+
+def test_a_refused_unsafe_pickle_never_advises_turning_the_safety_off(tmp_path, main_in_process):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"model": Evil()}, tmp_path / "w.pt")
+    from common.features import DIGITS_EXTRACTOR
+
+    with pytest.raises(UsageError) as info:
+        S.Extractor(DIGITS_EXTRACTOR, tmp_path / "w.pt")
+    assert "weights_only=False" not in str(info.value) and "can still be loaded" not in str(info.value)
+    assert "safe load" in str(info.value)
+
+
+def test_pyproject_requires_a_torch_whose_safe_load_cannot_be_bypassed():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (torch_dep,) = [d for d in deps if d.startswith("torch>=")]
+    assert tuple(int(x) for x in torch_dep.split(">=")[1].split(".")[:2]) >= (2, 6)
+    assert any(d.startswith("filelock") for d in deps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Portability
+
+
+def test_the_package_imports_and_locks_without_fcntl(tmp_path):
+    from conftest import run_python
+
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import common.cli, common.run  # what every command imports\n"
+        "key = common.run.lock_run_dir(sys.argv[1]); common.run.unlock_run_dir(key); print('ok')\n"
+    )
+    result = run_python("-c", code, str(tmp_path))
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_portable_lock_refuses_a_second_holder(tmp_path, monkeypatch):
+    import common.dirlock as D
+
+    monkeypatch.setattr(D, "_fcntl", lambda: None)
+    first = D.DirLock(tmp_path)
+    with pytest.raises(D.Busy):
+        D.DirLock(tmp_path)
+    first.release()
+    D.DirLock(tmp_path).release()
+
+
+def test_device_mps_is_accepted_where_pytorch_has_it_and_refused_clearly_where_not(monkeypatch):
+    from common.run import resolve_device
+
+    mps = torch.backends.mps
+    monkeypatch.setattr(mps, "is_built", lambda: False)
+    with pytest.raises(UsageError, match="built without MPS"):
+        resolve_device("mps")
+    monkeypatch.setattr(mps, "is_built", lambda: True)
+    monkeypatch.setattr(mps, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="no usable Apple GPU"):
+        resolve_device("mps")
+    monkeypatch.setattr(mps, "is_available", lambda: True)
+    assert resolve_device("mps").type == "mps"
