@@ -570,3 +570,43 @@ def test_device_mps_is_accepted_where_pytorch_has_it_and_refused_clearly_where_n
         resolve_device("mps")
     monkeypatch.setattr(mps, "is_available", lambda: True)
     assert resolve_device("mps").type == "mps"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracebacks that are now one line (the other cases of the list are in the tables above)
+
+
+def test_resume_with_a_checkpoint_of_another_width_is_one_line(ssl_run, tmp_path, main_in_process):
+    out = copy_run(ssl_run, tmp_path)
+    other = tmp_path / "wide"
+    assert T.main([*SSL_TINY, "--width", "2", "--out", str(other)]) == 0
+    (other / "checkpoint.pt").replace(out / "checkpoint.pt")
+    cfg = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg | {"width": 1}, sort_keys=False))
+    (out / "summary.json").unlink()
+    code, _, err = main_in_process(T.main, "--out", out, "--resume", "--device", "cpu")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "differs from the config the checkpoint was written with (width: 2 -> 1)" in err
+
+
+def test_weights_of_another_shape_are_one_line_on_load(tmp_path):
+    from common.loop import load_into
+
+    with pytest.raises(UsageError, match=r"does not fit this run's network \(Error\(s\) in loading"):
+        load_into(torch.nn.Linear(3, 2), torch.nn.Linear(4, 2).state_dict(), "model", tmp_path / "c.pt")
+
+
+@pytest.mark.parametrize("when", ["start-up", "second Ctrl-C in the loop"])
+def test_ctrl_c_is_one_line_and_the_exit_code_130(when, tmp_path, monkeypatch, main_in_process):
+    import ssl.data as ssl_data
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if when == "start-up":
+        monkeypatch.setattr(T, "build_data", interrupt)
+    else:  # StopSignal raises KeyboardInterrupt at a second Ctrl-C while the first is handled
+        monkeypatch.setattr(ssl_data.PairedBatches, "indices", interrupt)
+    code, _, err = main_in_process(T.main, *SSL_TINY, "--out", tmp_path / "run")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) <= 2, err
