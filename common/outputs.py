@@ -55,7 +55,10 @@ def disk_full_message(path: str | Path) -> str:
 
 
 def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in DISK_FULL
+    """ENOSPC or EDQUOT, also as torch's C++ writer reports it (a RuntimeError quoting the OS message)."""
+    if isinstance(e, OSError):
+        return e.errno in DISK_FULL
+    return isinstance(e, RuntimeError) and any(os.strerror(n) in str(e) for n in DISK_FULL)
 
 
 @contextlib.contextmanager
@@ -63,7 +66,7 @@ def disk_errors(path: str | Path) -> Iterator[None]:
     """Turn a full disk (ENOSPC, EDQUOT) while writing ``path`` into a one-line UsageError."""
     try:
         yield
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         if is_disk_full(e):
             raise UsageError(disk_full_message(path)) from None
         raise

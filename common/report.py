@@ -170,10 +170,20 @@ def finished(run: str | Path | dict[str, Any]) -> bool:
     return (Path(run) / "summary.json").is_file()
 
 
+def check_each_once(runs: Sequence[str | Path]) -> None:
+    """Refuse a run given twice (also through a link): it would count twice in its group's mean and std."""
+    seen: dict[Path, str | Path] = {}
+    for run in runs:
+        first = seen.setdefault(Path(run).resolve(), run)
+        if first is not run:
+            raise UsageError(f"{run} is the same run as {first}, given twice; pass each run once")
+
+
 def summarize_grid(runs: Sequence[str | Path], last: int = 20, unfinished: bool = False) -> dict[str, dict]:
     """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear. ``runs`` are run
     directories or --archive files. Runs without a summary are left out (a note on stderr names them) unless
     ``unfinished``."""
+    check_each_once(runs)
     records = [load_run(r) for r in runs]  # every argument must be a run, finished or not
     skipped = [r["name"] for r in records if not unfinished and not finished(r)]
     if len(skipped) == len(records):

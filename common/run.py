@@ -152,6 +152,7 @@ def prepare_run_dir(
                 f"--resume: {out} has no {CHECKPOINT} yet; start over with --overwrite{_replaced_note(out)}"
             )
         check_resumable(out, kind, world)
+        _check_run_files(out)
         return _load_saved_config(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory")
@@ -162,6 +163,16 @@ def prepare_run_dir(
             raise UsageError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
         _check_replaceable(out)
     return None
+
+
+def _check_run_files(out: Path) -> None:
+    """Refuse to resume a run directory whose own files are links or special files: appending to a linked
+    metrics.jsonl would write outside the run directory, reading a FIFO would block."""
+    for name in sorted(RUN_FILES):
+        path = out / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = "a symbolic link" if path.is_symlink() else "not a regular file"
+            raise UsageError(f"--resume: {path} is {what}; a run directory's own files must be plain files")
 
 
 def _check_movable(out: Path) -> None:

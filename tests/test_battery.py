@@ -143,6 +143,13 @@ def _enospc_after(monkeypatch, module, name, calls=0):
     monkeypatch.setattr(module, name, full)
 
 
+def test_torch_save_on_a_full_disk_is_recognised_too(tmp_path):
+    from common.outputs import is_disk_full
+
+    assert is_disk_full(RuntimeError(f"[enforce fail at inline_container.cc:664] . {os.strerror(errno.ENOSPC)}"))
+    assert not is_disk_full(RuntimeError("shape mismatch"))
+
+
 def test_write_atomic_on_a_full_disk_names_the_disk_and_leaves_no_temporary_file(tmp_path):
     (tmp_path / "f.json").write_text("old")
 
@@ -293,6 +300,7 @@ def _other_split(run, tmp_path, **change):
 
 RUN_INPUT_CASES = [
     # (what is done to a copy of the tiny run, argv after it, message)
+    ("metrics log linked elsewhere", ["--resume"], "metrics.jsonl is a symbolic link"),
     ("split of 100 labels", ["--resume"], "but --labels is 50"),
     ("metrics deleted", ["--resume"], "metrics.jsonl is missing"),
     ("config edited", ["--resume"], "differs from the config the checkpoint was written with (lr: "),
@@ -308,6 +316,10 @@ def test_a_harmed_run_directory_is_refused_on_resume(harm, argv, message, ssl_ru
         extra = np.setdiff1d(s["unlabelled"], s["labelled"])[:50]
         _other_split(ssl_run, tmp_path, labelled=np.sort(np.concatenate([s["labelled"], extra])))
         (tmp_path / "s.npz").replace(out / "split.npz")
+    elif harm == "metrics log linked elsewhere":  # appending would write outside the run directory
+        (tmp_path / "elsewhere.jsonl").write_bytes((out / "metrics.jsonl").read_bytes())
+        (out / "metrics.jsonl").unlink()
+        (out / "metrics.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
     elif harm == "metrics deleted":
         (out / "metrics.jsonl").unlink()
     elif harm == "config edited":
@@ -392,6 +404,12 @@ def test_fid_from_fewer_images_than_feature_dimensions_warns(capsys):
     assert capsys.readouterr().err == ""
     with pytest.raises(UsageError, match="at least 2 samples"):
         S.check_fid_size(1, 500, 64)
+
+
+def test_a_run_given_twice_to_report_is_refused(ssl_run, tmp_path, main_in_process):
+    (tmp_path / "again").symlink_to(ssl_run)
+    code, _, err = main_in_process(R.main, ssl_run, tmp_path / "again", "--unfinished")
+    assert code == 2 and "given twice" in err, err
 
 
 @pytest.mark.parametrize("main", [R.main, P.main])
