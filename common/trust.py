@@ -38,8 +38,13 @@ def check_model_args(arch: str, constructor: Callable[..., nn.Module], args: Map
         for v in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(v, int) and not isinstance(v, bool) and not -1 <= v <= MAX_INT_ARG:
                 raise UsageError(f"{where}: {name} = {v} is outside the sane range -1..{MAX_INT_ARG}")
-    with torch.device("meta"):
-        params = sum(p.numel() for p in constructor(**args).parameters())
+    try:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in constructor(**args).parameters())
+    except UsageError:
+        raise
+    except Exception:  # a constructor that cannot run on the meta device: the bounds above still hold
+        return
     if params > MAX_PARAMETERS:
         raise UsageError(f"{where} describe a network of {params:,} parameters, beyond {MAX_PARAMETERS:,}; refused")
 

@@ -296,8 +296,8 @@ def accuracy(model: nn.Module, preprocess: Preprocess, x: Tensor, y: Tensor, bs:
     return correct / len(y)
 
 
-def evaluate_run(args: Any) -> dict[str, Any]:
-    """Everything the command reports, as the JSON-ready mapping."""
+def check_flags(args: Any) -> tuple[float, int | None, int, int, int | None]:
+    """(eps, max images, k, seed, batch size) from the flags; a bad one is a UsageError."""
     eps = parse_eps(args.eps)
     max_images = positive_int(args.max_images, "--max-images", None)
     k = positive_int(args.knn_k, "--knn-k", KNN_K)
@@ -306,6 +306,12 @@ def evaluate_run(args: Any) -> dict[str, Any]:
         raise UsageError(f"--seed: expected an integer, got {args.seed!r}")
     seed = int(seed_text)
     batch_size = positive_int(args.batch_size, "--batch-size", None)
+    return eps, max_images, k, seed, batch_size
+
+
+def evaluate_run(args: Any) -> dict[str, Any]:
+    """Everything the command reports, as the JSON-ready mapping."""
+    eps, max_images, k, seed, batch_size = check_flags(args)
     run_dir, ckpt = locate_run(args.run)
     device = resolve_device(args.device)
     cfg, state = load_run(run_dir, ckpt, device)
@@ -435,7 +441,8 @@ def output_path(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    locate_run(args.run)  # a missing run is named before its output path
+    check_flags(args)  # the flags, then a missing run, then the output path: before any work
+    locate_run(args.run)
     out = output_path(args)
     result = evaluate_run(args)
     write_atomic(out, json.dumps(result, indent=2) + "\n")
