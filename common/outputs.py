@@ -112,16 +112,20 @@ def trainer_file(path: str | Path) -> bool:
     with contextlib.suppress(OSError, RuntimeError):
         candidates.add(Path(path).resolve())
     for p in candidates:
-        inside = p.parent
-        in_run = (inside / "config.yaml").is_file() or (inside / ".manifold-mixup-run").exists()
-        if p.name in TRAINER_FILES and in_run:
+        if p.name in TRAINER_FILES and is_run_dir(p.parent):
             return True
-        if (
-            "samples" in (p.name, inside.name)
-            and ((p.parent if p.name == "samples" else inside.parent) / "config.yaml").is_file()
-        ):
+        run = p.parent if p.name == "samples" else p.parent.parent if p.parent.name == "samples" else None
+        if run is not None and is_run_dir(run):
             return True
     return False
+
+
+def is_run_dir(folder: Path) -> bool:
+    """A trainer's run directory: its marker, or (older runs) config.yaml and something else a run writes."""
+    if (folder / ".manifold-mixup-run").exists():
+        return True
+    others = ("metrics.jsonl", "checkpoint.pt", "summary.json", "split.npz", "samples")
+    return (folder / "config.yaml").is_file() and any((folder / name).exists() for name in others)
 
 
 def check_output_file(

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.last < 1:
         raise UsageError(f"--last must be >= 1, got {args.last}")
-    out = check_output_file(args.json, "--json", overwrite=args.overwrite, suffixes=(".json",)) if args.json else None
+    out = check_output_file(args.json, "--json", overwrite=args.overwrite) if args.json else None
     table = summarize_grid(args.runs, args.last, args.unfinished)
     print(markdown(table, args.last))
     if out is not None:

@@ -73,7 +73,7 @@ OUTPUT_CASES = [
     (E.main, ["{run}", "--out", "{tmp}/exists.json"], "already exists; pass --overwrite"),
     (E.main, ["{run}", "--out", "{tmp}/missing/e.json"], "does not exist; create it first"),
     (R.main, ["{run}", "--unfinished", "--json", "{run}/summary.json"], "run directory's own file"),
-    (R.main, ["{run}", "--unfinished", "--json", "{gan}/metrics.jsonl"], "name a .json file"),
+    (R.main, ["{run}", "--unfinished", "--json", "{gan}/metrics.jsonl"], "run directory's own file"),
     (R.main, ["{run}", "--unfinished", "--json", "{tmp}/exists.json"], "already exists"),
     (R.main, ["{run}", "--json", "{tmp}/missing/t.json"], "does not exist; create it first"),
     (P.main, ["{run}", "--out", "{tmp}/curves"], "name a .png or .pdf or .svg file"),
