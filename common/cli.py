@@ -2,7 +2,7 @@
 
 User mistakes end in one line on stderr and exit code 2 (no traceback): argparse errors through
 :class:`ArgumentParser`, everything else by raising :class:`~common.config.UsageError` inside a
-function wrapped by :func:`run_main`.
+function wrapped by :func:`run_main`. Progress bars go to stderr and only to a terminal (:func:`progress`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from common.config import C, UsageError, add_config_args, cli_overrides, resolve_config, to_dict, upgrade
+from common.lock import lock_run_dir, unlock_run_dir
 from common.outputs import disk_full_message, is_disk_full
-from common.run import Run, lock_run_dir, pending_runs, prepare_run_dir, restore_replaced, unlock_run_dir
+from common.replaced import pending_runs, restore_replaced
+from common.run import Run
+from common.rundir import prepare_run_dir
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -174,3 +179,10 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
             signal.signal(signal.SIGTERM, previous)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def progress(total: int, initial: int = 0, desc: str = "") -> tqdm:
+    """A tqdm bar on stderr, silent when stderr is not a terminal (CI, log files)."""
+    return tqdm(
+        total=total, initial=initial, desc=desc, disable=not sys.stderr.isatty(), dynamic_ncols=True, leave=False
+    )

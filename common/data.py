@@ -95,20 +95,56 @@ def load_dataset(
     if data_dir is None:
         raise UsageError(f"{name} needs a data directory (--data-dir)")
     data_dir = Path(data_dir)
-    if name == "cifar10":
-        return _load_cifar10(data_dir, split, download)
-    if name == "cifar100":
-        return _load_cifar100(data_dir, split, download)
+    if name in _CIFAR:
+        return _load_cifar(name, data_dir, split, download)
     return _load_svhn(data_dir, split, extra, download)
 
 
 # ---------------------------------------------------------------------------------------------
-# CIFAR-10
+# CIFAR-10 and CIFAR-100: the official python pickles, or an image folder
 
 
-def _cifar_batches_dir(data_dir: Path) -> Path | None:
-    for candidate in (data_dir / "cifar-10-batches-py", data_dir):
-        if (candidate / "test_batch").is_file():
+@dataclass(frozen=True)
+class _Cifar:
+    """Where one CIFAR version keeps what: its files of each split and the pickles' label key."""
+
+    title: str  # CIFAR-10
+    folder: str  # the archive's folder, tried under data_dir and as data_dir itself
+    files: dict[str, tuple[str, ...]]  # split -> its pickles; the first test file marks the folder
+    label_key: bytes
+    url: str
+    holds: str  # what the folder must hold, for the not-found message
+    trainers: str  # the commands that can --download it
+    torchvision: str  # the torchvision dataset class that downloads it
+
+
+_CIFAR = {
+    "cifar10": _Cifar(
+        "CIFAR-10",
+        "cifar-10-batches-py",
+        {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+        b"labels",
+        CIFAR10_URL,
+        "the python batches",
+        "ssl.train / gan.train",
+        "CIFAR10",
+    ),
+    "cifar100": _Cifar(
+        "CIFAR-100",
+        "cifar-100-python",
+        {"train": ("train",), "test": ("test",)},  # b"fine_labels" 0..99; b"coarse_labels" is ignored
+        b"fine_labels",
+        CIFAR100_URL,
+        "the python files train, test and meta",
+        "ssl.train",
+        "CIFAR100",
+    ),
+}
+
+
+def _cifar_dir(c: _Cifar, data_dir: Path) -> Path | None:
+    for candidate in (data_dir / c.folder, data_dir):
+        if (candidate / c.files["test"][0]).is_file():  # a file: test/ as a folder is the image-folder layout
             return candidate
     return None
 
@@ -131,35 +167,59 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_cifar10(data_dir: Path, split: str, download: bool) -> ImageSet:
-    batches = _cifar_batches_dir(data_dir)
-    if batches is None and (data_dir / split).is_dir():
-        return _load_cifar_folder(data_dir, split, "cifar10")
-    if batches is None and download:
+def _unpickle(c: _Cifar, path: Path, data_dir: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"{c.title} file {path} is missing; unpack {c.url} into {data_dir} again")
+    try:
+        with open(path, "rb") as fh:
+            entry = _ArraysOnly(fh, encoding="bytes").load()
+        if not isinstance(entry, dict):
+            raise TypeError(type(entry).__name__)
+        return entry
+    except Exception as e:  # truncated download, wrong file
+        raise UsageError(f"{c.title} file {path} cannot be read ({type(e).__name__}); download it again") from None
+
+
+def _load_cifar(name: str, data_dir: Path, split: str, download: bool) -> ImageSet:
+    """The python pickles hold b"data" (N, 3072) uint8 in CHW order and the labels; CIFAR-100's ``meta``
+    holds the b"fine_label_names" in label order. Without them, ``data_dir/split`` as an image folder."""
+    c, info = _CIFAR[name], DATASETS[name]
+    files = _cifar_dir(c, data_dir)
+    if files is None and (data_dir / split).is_dir():
+        return _load_cifar_folder(data_dir, split, name)
+    if files is None and download:
         import torchvision
 
-        torchvision.datasets.CIFAR10(str(data_dir), train=split == "train", download=True)
-        batches = _cifar_batches_dir(data_dir)
-    if batches is None:
+        getattr(torchvision.datasets, c.torchvision)(str(data_dir), train=split == "train", download=True)
+        files = _cifar_dir(c, data_dir)
+    if files is None:
+        of = "" if name == "cifar10" else f" of {info.num_classes} classes"
         raise UsageError(
-            f"CIFAR-10 not found in {data_dir}: put the python batches in {data_dir}/cifar-10-batches-py/ "
-            f"(unpack {CIFAR10_URL}) or an image folder {data_dir}/train/<class>/*.png and {data_dir}/test/<class>/*, "
-            "or run ssl.train / gan.train once with --download on a machine with internet"
+            f"{c.title} not found in {data_dir}: put {c.holds} in {data_dir}/{c.folder}/ (unpack {c.url}) or an image "
+            f"folder {data_dir}/train/<class>/*.png and {data_dir}/test/<class>/*{of}, or run {c.trainers} once with "
+            "--download on a machine with internet"
         )
-    files = [batches / f"data_batch_{i}" for i in range(1, 6)] if split == "train" else [batches / "test_batch"]
     images, labels = [], []
-    for f in files:
-        if not f.is_file():
-            raise UsageError(f"CIFAR-10 file {f} is missing; unpack {CIFAR10_URL} into {data_dir} again")
+    for path in (files / f for f in c.files[split]):
+        entry = _unpickle(c, path, data_dir)
         try:
-            with open(f, "rb") as fh:
-                entry = _ArraysOnly(fh, encoding="bytes").load()
             images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(entry[b"labels"], dtype=np.int64).reshape(-1))
-        except Exception as e:  # truncated download, wrong file
-            raise UsageError(f"CIFAR-10 file {f} cannot be read ({type(e).__name__}); download it again") from None
-        _check_labels(f, len(images[-1]), labels[-1], 0, 9, "CIFAR-10")
-    return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)), CIFAR10_CLASSES)
+            labels.append(np.asarray(entry[c.label_key], dtype=np.int64).reshape(-1))
+        except Exception as e:  # a dict without the fields, or data of the wrong size
+            raise UsageError(f"{c.title} file {path} cannot be read ({type(e).__name__}); download it again") from None
+        _check_labels(path, len(images[-1]), labels[-1], 0, info.num_classes - 1, c.title)
+    classes = _classes(c, files, data_dir)
+    return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)), classes)
+
+
+def _classes(c: _Cifar, files: Path, data_dir: Path) -> tuple[str, ...]:
+    if c.title == "CIFAR-10":
+        return CIFAR10_CLASSES
+    meta = _unpickle(c, files / "meta", data_dir)
+    names = meta.get(b"fine_label_names")
+    if not isinstance(names, list) or len(names) != 100:
+        raise UsageError(f"CIFAR-100 file {files / 'meta'} does not hold 100 fine_label_names; download it again")
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
 def _check_labels(path: Path, num_images: int, labels: np.ndarray, low: int, high: int, name: str) -> None:
@@ -183,64 +243,6 @@ def _load_cifar_folder(data_dir: Path, split: str, name: str) -> ImageSet:
                 "rename them to match: labels are the sorted folder names"
             )
     return load_image_folder(data_dir / split, channels=info.channels, size=info.size, num_classes=info.num_classes)
-
-
-# ---------------------------------------------------------------------------------------------
-# CIFAR-100
-
-
-def _cifar100_dir(data_dir: Path) -> Path | None:
-    for candidate in (data_dir / "cifar-100-python", data_dir):
-        if (candidate / "test").is_file():  # a file: test/ as a folder is the image-folder layout
-            return candidate
-    return None
-
-
-def _unpickle_cifar100(path: Path, data_dir: Path) -> dict:
-    if not path.is_file():
-        raise UsageError(f"CIFAR-100 file {path} is missing; unpack {CIFAR100_URL} into {data_dir} again")
-    try:
-        with open(path, "rb") as fh:
-            entry = _ArraysOnly(fh, encoding="bytes").load()
-        if not isinstance(entry, dict):
-            raise TypeError(type(entry).__name__)
-        return entry
-    except Exception as e:  # truncated download, wrong file
-        raise UsageError(f"CIFAR-100 file {path} cannot be read ({type(e).__name__}); download it again") from None
-
-
-def _load_cifar100(data_dir: Path, split: str, download: bool) -> ImageSet:
-    """The python files: ``train`` / ``test`` hold b"data" (N, 3072) uint8 in CHW order and b"fine_labels"
-    (0..99; b"coarse_labels" is ignored), ``meta`` the b"fine_label_names" in label order."""
-    files = _cifar100_dir(data_dir)
-    if files is None and (data_dir / split).is_dir():
-        return _load_cifar_folder(data_dir, split, "cifar100")
-    if files is None and download:
-        import torchvision
-
-        torchvision.datasets.CIFAR100(str(data_dir), train=split == "train", download=True)
-        files = _cifar100_dir(data_dir)
-    if files is None:
-        raise UsageError(
-            f"CIFAR-100 not found in {data_dir}: put the python files train, test and meta in "
-            f"{data_dir}/cifar-100-python/ (unpack {CIFAR100_URL}) or an image folder {data_dir}/train/<class>/*.png "
-            f"and {data_dir}/test/<class>/* of 100 classes, or run ssl.train once with --download on a machine with "
-            "internet"
-        )
-    path = files / split
-    entry = _unpickle_cifar100(path, data_dir)
-    try:
-        images = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(entry[b"fine_labels"], dtype=np.int64).reshape(-1)
-    except Exception as e:  # a dict without the fields, or data of the wrong size
-        raise UsageError(f"CIFAR-100 file {path} cannot be read ({type(e).__name__}); download it again") from None
-    _check_labels(path, len(images), labels, 0, 99, "CIFAR-100")
-    meta = _unpickle_cifar100(files / "meta", data_dir)
-    names = meta.get(b"fine_label_names")
-    if not isinstance(names, list) or len(names) != 100:
-        raise UsageError(f"CIFAR-100 file {files / 'meta'} does not hold 100 fine_label_names; download it again")
-    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from common.config import UsageError
-from common.run import resolve_device
+from common.device import resolve_device
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,15 @@ from tqdm import tqdm
 
 from common.cli import start_run
 from common.config import UsageError, to_dict
+from common.device import provenance
 from common.dist import Dist, agree_to_stop, barrier, init_distributed, mean_over_ranks, shutdown
 from common.dist import in_sync as ranks_in_sync
 from common.guard import non_finite, weights_finite
 from common.resume_checks import check_config_unchanged, check_history
-from common.run import CONFIG, METRICS, Run, StopSignal, provenance, rng_state, seed_everything, set_rng_state
+from common.rng import rng_state, seed_everything, set_rng_state
+from common.run import Run
+from common.rundir import CONFIG, METRICS
+from common.signals import StopSignal
 from common.speed import Speed
 
 NON_FINITE_EXIT = 3  # exit code of a run stopped because its losses or weights turned nan/inf

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 LamDist = Literal["beta", "uniform"]
@@ -83,3 +84,10 @@ def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:
     if lam.dim() == 1:
         lam = lam.view(-1, *([1] * (a.dim() - 1))).to(a.dtype)
     return a * lam + b * (1 - lam)
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """ℓ of eq. 1 for mixed targets: −Σ_c ỹ_c log softmax(logits)_c, averaged over the batch; logits and
+    targets (B, C), each target row summing to 1. In float32 under autocast too (CPU autocast would run
+    log_softmax in bf16)."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()

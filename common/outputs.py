@@ -23,7 +23,7 @@ from typing import IO
 
 from common.config import UsageError
 
-# What only the trainers write in a run directory (common/run.py names them; repeated here so that this
+# What only the trainers write in a run directory (common/rundir.py names them; repeated here so that this
 # module stands alone). ``evaluation.json`` and ``*-scores*.json`` belong to ssl.evaluate and gan.score.
 TRAINER_FILES = frozenset(
     {".manifold-mixup-run", "config.yaml", "metrics.jsonl", "checkpoint.pt", "summary.json", "split.npz"}

@@ -18,8 +18,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from common.staged import StagedNet
-
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
@@ -74,33 +72,26 @@ class Speed:
 PLAIN = Speed()
 
 
-def graph_budget(stages: int) -> int:
-    """The most graphs dynamo may compile for one staged network of ``stages`` stages (its recompile limit).
+def graph_budget(points: int) -> int:
+    """The most graphs dynamo may compile for one network with ``points`` mixing points: its recompile
+    limit while the network runs.
 
-    The stage ranges a run uses are (0, k) and (k, end) for each mixing point k >= 1, and the whole
-    network (0, end) for k = 0, the teacher, the generator's step and evaluation: 2·stages − 1 ranges.
-    Each range can be captured in at most four variants (with and without grad × train and eval
-    BatchNorm), and a first change of batch size recompiles a graph once with a dynamic batch: 8 per
-    range. A realistic run uses far fewer (tests/test_common_speed.py counts them: WRN's SSL step with
-    every mixing point, teacher and evaluation compiles 9, the GAN's D and G steps a handful); the
-    budget only keeps dynamo's default limit of 8 per function from sending the network back to eager.
+    Each point's mixed forward (its hook active) and the unmixed forward are separate graphs, each
+    captured in at most four variants (with and without grad × train and eval BatchNorm), and a first
+    change of batch size recompiles a graph once with a dynamic batch: 8 per forward. A realistic run uses
+    far fewer (tests/test_common_speed.py counts them: WRN's SSL step with every mixing point, teacher and
+    evaluation compiles 6, the GAN's D and G steps a handful); the budget only keeps dynamo's default
+    limit of 8 per function from sending the network back to eager.
     """
-    return 8 * (2 * stages - 1)
-
-
-def _staged(module: nn.Module) -> StagedNet | None:
-    """The StagedNet inside ``module`` (itself, or wrapped by DDP), else None."""
-    inner = getattr(module, "module", module)
-    return inner if isinstance(inner, StagedNet) else None
+    return 8 * (points + 1)
 
 
 class Compiled:
     """``torch.compile(module)`` that falls back to eager, once and for good, if compiling fails.
 
-    A staged network is called as ``net(x, start, stop)``; dynamo specialises on the integer bounds, so it
-    compiles one graph per stage range in use (see :func:`graph_budget`, whose value becomes dynamo's
-    recompile limit when it is larger). An empty range (start == stop) returns ``x`` without calling
-    the compiled module: dynamo would capture no op, skip ``forward`` and never compile it again.
+    A network that names its mixing points (``mix_points``, e.g. a :class:`~common.staged.StagedNet`)
+    compiles one graph per point in use; while it runs, and only then, dynamo's recompile limit is raised
+    to :func:`graph_budget` (``torch._dynamo.config.patch``), so the rest of the process keeps its own.
 
     ``fallback`` is None while compiled, else why it runs eager. A compile error raised inside
     ``loss.backward()`` (the backward graph) is outside this fallback and stops the run.
@@ -109,11 +100,9 @@ class Compiled:
     def __init__(self, module: nn.Module, backend: str | Callable | None = None):
         self.eager = module
         self.fallback: str | None = None
-        staged = _staged(module)
-        if staged is not None:
-            limit = torch._dynamo.config.recompile_limit
-            torch._dynamo.config.recompile_limit = max(limit, graph_budget(len(staged.stages)))
-        self.staged = staged is not None
+        points = getattr(getattr(module, "module", module), "mix_points", None)  # the network itself or in DDP
+        limit = torch._dynamo.config.recompile_limit
+        self.recompile_limit = max(limit, graph_budget(len(points))) if points else limit
         self.compiled: Callable | None = torch.compile(module, **({"backend": backend} if backend else {}))
 
     @property
@@ -123,23 +112,15 @@ class Compiled:
         return self.eager
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.staged and _empty_range(args, kwargs):
-            return args[0] if args else kwargs["x"]
         if self.compiled is not None:
             try:
-                return self.compiled(*args, **kwargs)
+                with torch._dynamo.config.patch(recompile_limit=self.recompile_limit):
+                    return self.compiled(*args, **kwargs)
             except Exception as e:  # a backend or graph problem: train on rather than stop
                 self.fallback = f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
                 print(f"{self.fallback}; continuing in eager mode", file=sys.stderr)
                 self.compiled = None
         return self.eager(*args, **kwargs)
-
-
-def _empty_range(args: tuple, kwargs: dict) -> bool:
-    """Whether a staged call ``(x, start, stop)`` runs no stage."""
-    start = args[1] if len(args) > 1 else kwargs.get("start", 0)
-    stop = args[2] if len(args) > 2 else kwargs.get("stop")
-    return stop is not None and stop == start
 
 
 def compile_status(*nets: Callable) -> str:

@@ -227,7 +227,7 @@ def markdown(parts: Sequence[Part], header: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from common.cli import ArgumentParser
-    from common.run import resolve_device
+    from common.device import resolve_device
 
     parser = ArgumentParser(prog="python experiments/gpu_check.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md and the runs")

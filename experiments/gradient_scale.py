@@ -25,9 +25,10 @@ import torch
 import yaml
 
 import ssl.train as T
+from common.checkpoint import load_checkpoint
 from common.config import resolve_config
 from common.registry import build
-from common.run import load_checkpoint
+from common.rundir import SPLIT
 from ssl.config import network_args
 from ssl.data import build_data
 
@@ -49,7 +50,7 @@ def main() -> None:
     saved = yaml.safe_load((args.run / "config.yaml").read_text())
     cfg = resolve_config(T.SSLConfig, None, {}, base=saved)
     cfg = dataclasses.replace(cfg, method="manifold")  # a supervised run's batches have no unlabelled part
-    data = build_data(cfg, torch.device("cpu"), argparse.Namespace(out=args.run), resuming=True, say=print)
+    data = build_data(cfg, torch.device("cpu"), args.run / SPLIT, say=print)
     model = build(network_args(cfg, data.num_classes, data.channels))
     state = load_checkpoint(args.run / "checkpoint.pt")
     if not args.init:

@@ -28,8 +28,8 @@ from common.benchmark import (
 )
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
+from common.device import resolve_device
 from common.layers import LayerMixup
-from common.run import resolve_device
 from common.speed import Speed, fused_kwargs, maybe_compile
 from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator
 from gan.train import Nets, train_iteration

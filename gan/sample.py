@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from common.cli import ArgumentParser, run_main
+from common.checkpoint import load_checkpoint
+from common.cli import ArgumentParser, progress, run_main
 from common.config import UsageError
 from common.data import IMAGE_SUFFIXES, read_images
+from common.device import resolve_device
 from common.inputs import regular_file
 from common.outputs import disk_errors, trainer_file
 from common.registry import build
-from common.run import load_checkpoint, progress, resolve_device
 from common.trust import safe_reason
 from gan.config import network_args, saved_config
 

@@ -39,9 +39,10 @@ from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, i
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from common.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, progress, run_main
 from common.config import UsageError
 from common.data import load_dataset
+from common.device import resolve_device
 from common.features import (
     DIGITS_EXTRACTOR,
     INCEPTION,
@@ -55,7 +56,6 @@ from common.features import (
 )
 from common.inputs import regular_file
 from common.outputs import check_output_file, disk_errors, write_atomic
-from common.run import progress, resolve_device
 from common.speed import no_tf32
 from gan.sample import (
     _first_line,

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from common.cli import run_main, trainer_parser
+from common.cli import progress, run_main, trainer_parser
 from common.config import check
 from common.dist import NO_DIST, Dist, shard, wrap
 from common.guard import FLOAT_BYTES, check_memory, footprint
@@ -33,7 +33,7 @@ from common.layers import LayerMixup
 from common.loop import LossMeter, Session, Throughput, hms, num_params, start_session, update_ema
 from common.mixup import sample_point
 from common.registry import build
-from common.run import StopSignal, progress
+from common.signals import StopSignal
 from common.speed import PLAIN, Speed, configure, fused_kwargs, maybe_compile
 from gan.config import CONFIGS, GANConfig, build_discriminator, build_generator, network_args
 from gan.losses import apply_mixes, d_loss, g_loss, mixup_loss, sample_mixes

@@ -5,7 +5,7 @@ the standard library's TLS module. When the repository root is on ``sys.path`` (
 ``python -m ...`` run from there) this package shadows the standard module, and everything that
 does ``import ssl`` (asyncio, urllib, http.client, pip, torch) would break. So this file first
 executes the standard library's ``ssl.py`` in its own namespace: ``import ssl`` keeps giving a
-working TLS module, and ``ssl.train`` / ``ssl.wrn`` are still our submodules.
+working TLS module, and ``ssl.train`` / ``ssl.data`` are still our submodules.
 """
 
 import os as _os

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from classifiers.wrn import WideResNet
 from common.augment import ZCA, Preprocess
 from common.benchmark import (
     add_timing_args,
@@ -35,13 +36,12 @@ from common.benchmark import (
 from common.cli import ArgumentParser, run_main
 from common.config import resolve_config
 from common.data import DATASETS
+from common.device import resolve_device
 from common.layers import LayerMixup
-from common.mixup import mix, sample_mix
-from common.run import resolve_device
+from common.mixup import mix, sample_mix, soft_cross_entropy
 from common.speed import Speed, fused_kwargs, maybe_compile
 from ssl.config import SSLConfig
-from ssl.train import soft_cross_entropy, train_step
-from ssl.wrn import WideResNet
+from ssl.train import train_step
 
 PATHS = {
     "straightforward": Speed(),

@@ -7,18 +7,39 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import classifiers.recipes
+from classifiers.wrn import ARCH as WRN
 from common.config import UsageError, check, check_number, opt
-from common.registry import constructor, spec
-from ssl.archs import ARCHS, arch_model_args
-from ssl.wrn import ARCH as WRN  # importing ssl.wrn registers the architecture
+from common.registry import ARCHS, classifiers, constructor, recipe_spec, spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ssl"
 MAX_DEPTH = 1000  # deeper WRNs are not meant; the cap keeps the up-front memory estimate instant
-DEFAULT_MIX_POINTS = ("pixel", "h1", "h2")  # of the WRN given by --depth/--width
+DEFAULT_MIX_POINTS = ARCHS[WRN].paper_mix_points  # of the WRN given by --depth/--width: pixel, h1, h2
 TORCHVISION = "torchvision:"  # --arch torchvision:NAME, common/zoo.py
 ALL = "all"  # --labels all: supervised training on every non-validation image
 # The fields of --arch wrn (the WRN of --depth/--width) with their defaults; a named --arch fixes them itself.
-WRN_FIELDS = {"depth": 28, "width": 2, "leaky_slope": 0.1, "bn_momentum": 0.001, "dropout": 0.0}
+WRN_FIELDS = dict(ARCHS[WRN].kwargs)
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a ``--method`` does; config.yaml keeps its name (``SSLConfig.method``)."""
+
+    name: str
+    mixes: bool  # trains on mixed examples (False: plain supervised training, no mixup)
+    hidden_layers: bool  # mixes at the eligible hidden layers (``mix_points``), not the input alone
+    unlabelled: bool  # draws an unlabelled batch (the consistency term of Algorithm 1)
+    alpha_labels_only: float  # α of the labelled batch without unlabelled images (ICML Appendix C.1)
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method("manifold", mixes=True, hidden_layers=True, unlabelled=True, alpha_labels_only=2.0),  # Algorithm 1
+        Method("input", mixes=True, hidden_layers=False, unlabelled=True, alpha_labels_only=1.0),  # Algorithm 3
+        Method("supervised", mixes=False, hidden_layers=False, unlabelled=False, alpha_labels_only=2.0),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +69,8 @@ class SSLConfig:
     # config.yaml of runs saved before this field existed still matches on --resume.
     arch: str | None = opt(
         None,
-        f"network: wrn (WRN-depth-width of the flags below), {', '.join(ARCHS)} or torchvision:NAME, e.g. "
+        f"network: wrn (WRN-depth-width of the flags below), {', '.join(n for n in classifiers() if n != WRN)} "
+        "or torchvision:NAME, e.g. "
         "torchvision:resnet18 (any torchvision classifier; name its layers with --mix-points) (default none: wrn)",
     )
     depth: int = opt(28, "WRN depth, 6n+4")
@@ -56,7 +78,7 @@ class SSLConfig:
     leaky_slope: float = opt(0.1, "LeakyReLU slope (Oliver et al.: 0.1; original code: 0.01)")
     bn_momentum: float = opt(0.001, "BatchNorm momentum, PyTorch convention (Oliver et al.: 0.001)")
     dropout: float = opt(0.0, "dropout inside residual blocks (original code: 0.3)")
-    # method
+    # method: a name of METHODS (what each does is there)
     method: Literal["manifold", "input", "supervised"] = opt("manifold", "Algorithm 1, Algorithm 3, or no mixup")
     mix_points: tuple[str, ...] | None = opt(
         None,
@@ -121,7 +143,7 @@ class SSLConfig:
         check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         check(self.unlabelled_batch_size >= 0, "--unlabelled-batch-size must be >= 0")
         check(
-            self.method == "supervised" or self.labels_only or self.unlabelled_batch_size > 0,
+            not self.method_spec.unlabelled or self.labels_only or self.unlabelled_batch_size > 0,
             f"--method {self.method} needs --unlabelled-batch-size > 0",
         )
         check_number("--alpha-sup", self.alpha_sup, gt=0)
@@ -166,9 +188,9 @@ class SSLConfig:
         elif not isinstance(labels, int) or isinstance(labels, bool):
             raise UsageError(f"--labels: expected a number of labelled images or 'all', got {labels!r}")
         check(self.labels == ALL or self.labels > 0, f"--labels must be positive or 'all', got {self.labels}")
-        valid = ", ".join([WRN, *ARCHS, f"{TORCHVISION}NAME"])
+        valid = ", ".join([*classifiers(), f"{TORCHVISION}NAME"])
         check(
-            self.arch is None or self.arch == WRN or self.arch in ARCHS or self.from_torchvision,
+            self.arch is None or self.arch in classifiers() or self.from_torchvision,
             f"unknown --arch {self.arch!r} (valid: {valid})",
         )
         if self.from_torchvision:
@@ -185,7 +207,7 @@ class SSLConfig:
         if self.mix_points is None and not self.from_torchvision:  # torchvision: no recipe, see check_method
             set_("mix_points", default_mix_points(self))
         if self.alpha_sup is None:  # ICML Appendix C.1: 1.0 for Input Mixup, 2.0 for Manifold Mixup on CIFAR
-            set_("alpha_sup", (1.0 if self.method == "input" else 2.0) if self.labels_only else 0.1)
+            set_("alpha_sup", self.method_spec.alpha_labels_only if self.labels_only else 0.1)
         if self.labels_only:
             how = "--labels all" if self.all_labels else "--labelled-only"
             check(
@@ -193,6 +215,11 @@ class SSLConfig:
                 f"--pseudolabels ema needs unlabelled images, but {how} trains on labels only; drop it",
             )
             set_("unlabelled_batch_size", 0)  # every image is labelled: Algorithm 1 without its unlabelled batch
+
+    @property
+    def method_spec(self) -> Method:
+        """What ``method`` does (:data:`METHODS`)."""
+        return METHODS[self.method]
 
     @property
     def all_labels(self) -> bool:
@@ -211,7 +238,7 @@ class SSLConfig:
 
     @property
     def arch_name(self) -> str:
-        """The network's name: ``wrn`` (WRN-depth-width) or a name of :data:`ssl.archs.ARCHS`."""
+        """The network's name: ``wrn`` (WRN-depth-width) or another classifier of :data:`common.registry.ARCHS`."""
         return self.arch or WRN
 
     def network_name(self) -> str:
@@ -223,7 +250,7 @@ def default_mix_points(cfg: SSLConfig) -> tuple[str, ...]:
     """The eligible set of the network's recipe: what --mix-points means when it is not given."""
     if cfg.from_torchvision:
         return ("input",)  # no recipe: Input Mixup's point, the one layer every network has
-    return DEFAULT_MIX_POINTS if cfg.arch_name == WRN else ARCHS[cfg.arch_name].paper_mix_points
+    return ARCHS[cfg.arch_name].paper_mix_points
 
 
 def check_method(cfg: SSLConfig) -> None:
@@ -232,7 +259,7 @@ def check_method(cfg: SSLConfig) -> None:
     A torchvision network has no recipe: Manifold Mixup on it needs its layers named."""
     wrn_points = cfg.mix_points is not None and tuple(cfg.mix_points) == DEFAULT_MIX_POINTS  # e.g. from a config
     check(
-        not (cfg.from_torchvision and cfg.method == "manifold" and (cfg.mix_points is None or wrn_points)),
+        not (cfg.from_torchvision and cfg.method_spec.hidden_layers and (cfg.mix_points is None or wrn_points)),
         f"--arch {cfg.arch} has no recipe for its mixing layers (pixel, h1, h2 name a WRN's): name them, e.g. "
         "--mix-points input,layer1,layer2 (a ResNet's modules; print(dict(model.named_modules())) lists all)",
     )
@@ -240,7 +267,7 @@ def check_method(cfg: SSLConfig) -> None:
         return
     accepted = (default_mix_points(cfg), DEFAULT_MIX_POINTS, ("pixel",), ("input",))
     check(
-        cfg.method != "input" or tuple(cfg.mix_points) in accepted,
+        cfg.method_spec.hidden_layers or not cfg.method_spec.mixes or tuple(cfg.mix_points) in accepted,
         f"--method input mixes at the input only, so --mix-points {','.join(cfg.mix_points)} would be ignored; "
         "drop --mix-points or use --method manifold",
     )
@@ -251,7 +278,7 @@ def network_args(cfg: SSLConfig, num_classes: int, channels: int) -> dict[str, A
     if cfg.from_torchvision:
         return spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     if cfg.arch_name != WRN:
-        return arch_model_args(cfg.arch_name, num_classes, channels)
+        return recipe_spec(cfg.arch_name, num_classes=num_classes, in_channels=channels)
     return spec(
         WRN,
         num_classes=num_classes,

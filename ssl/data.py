@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,11 +14,8 @@ from common.config import check
 from common.data import DATASETS, Split, load_dataset, make_split
 from common.guard import FLOAT_BYTES, check_memory, footprint
 from common.registry import build
-from common.run import Run
 from common.sampler import PairedBatches
 from ssl.config import SSLConfig, network_args
-
-SPLIT = "split.npz"  # the labelled/validation split, saved in the run directory
 
 
 @dataclass
@@ -35,13 +33,15 @@ class Data:
     channels: int
 
 
-def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, say=print) -> Data:
+def build_data(cfg: SSLConfig, device: torch.device, saved_split: Path | None = None, say=print) -> Data:
+    """The run's data on ``device``. ``saved_split``: the split.npz of the run being resumed or evaluated
+    (None: a new run, whose split is ``cfg.split`` or drawn from ``cfg.seed``)."""
     info = DATASETS[cfg.dataset]
     train = load_dataset(cfg.dataset, cfg.data_dir, "train", extra=cfg.svhn_extra, download=cfg.download)
     test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
-    if resuming:
-        split = Split.load(run.out / SPLIT, num_train=len(train.labels), dataset=cfg.dataset)
-        check_split_fits(cfg, split, f"{run.out / SPLIT} (found by --resume)")
+    if saved_split is not None:
+        split = Split.load(saved_split, num_train=len(train.labels), dataset=cfg.dataset)
+        check_split_fits(cfg, split, f"{saved_split} (the run's own split)")
     elif cfg.split is not None:
         split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
         check_split_fits(cfg, split, f"--split {cfg.split}")
@@ -62,7 +62,7 @@ def build_data(cfg: SSLConfig, device: torch.device, run: Run, resuming: bool, s
     )
     # The supervised baseline draws no unlabelled images but keeps the same epochs, hence the same updates.
     # With --labels all there is no unlabelled batch and an epoch is one pass over the (labelled) training set.
-    unlabelled_bs = 0 if cfg.method == "supervised" or cfg.labels_only else cfg.unlabelled_batch_size
+    unlabelled_bs = 0 if not cfg.method_spec.unlabelled or cfg.labels_only else cfg.unlabelled_batch_size
     if cfg.labels_only:
         ipe = cfg.iterations_per_epoch or max(1, len(split.labelled) // cfg.batch_size)
         unused = len(split.unlabelled) - len(split.labelled)
@@ -129,7 +129,7 @@ def check_sizes(
         cfg.batch_size <= labelled,
         f"--batch-size {cfg.batch_size} is larger than the {labelled} labelled images; use at most {labelled}",
     )
-    unlabelled_bs = 0 if cfg.method == "supervised" else cfg.unlabelled_batch_size
+    unlabelled_bs = cfg.unlabelled_batch_size if cfg.method_spec.unlabelled else 0
     check(
         unlabelled_bs <= unlabelled,
         f"--unlabelled-batch-size {unlabelled_bs} is larger than the {unlabelled} unlabelled images; "

@@ -35,16 +35,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.augment import Preprocess
-from common.cli import run_main, trainer_parser
+from common.cli import progress, run_main, trainer_parser
 from common.dist import barrier, shard, wrap
 from common.layers import LayerMixup
 from common.loop import LossMeter, Session, Throughput, hms, num_params, start_session, update_ema
-from common.mixup import sample_mix
+from common.mixup import sample_mix, soft_cross_entropy
 from common.registry import build
-from common.run import StopSignal, progress
+from common.rundir import SPLIT
+from common.signals import StopSignal
 from common.speed import configure, fused_kwargs, maybe_compile
 from ssl.config import CONFIGS, SSLConfig, check_method, network_args
-from ssl.data import SPLIT, Data, build_data
+from ssl.data import Data, build_data
 
 
 def get_args_parser():
@@ -54,7 +55,7 @@ def get_args_parser():
 def eligible_layers(cfg: SSLConfig, model: nn.Module) -> LayerMixup:
     """The set S as a mixer of ``model`` (any network, DDP'd and/or compiled): the input alone for Input Mixup
     (Algorithm 3) and plain training, ``mix_points`` for Manifold Mixup (point or layer names)."""
-    return LayerMixup(model, ("input",) if cfg.method in ("input", "supervised") else cfg.mix_points)
+    return LayerMixup(model, cfg.mix_points if cfg.method_spec.hidden_layers else ("input",))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,12 +82,6 @@ def l1_penalty(model: nn.Module, scope: str = "all") -> Tensor:
     return torch.stack(torch._foreach_norm(params, 1)).sum()
 
 
-def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """−Σ_c y_c log softmax(logits)_c, averaged over the batch; targets (B, C) sum to 1. In float32 under
-    autocast too (CPU autocast would run log_softmax in bf16)."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
-
-
 def train_step(
     mixer: LayerMixup,
     teacher: Callable,
@@ -106,7 +101,7 @@ def train_step(
     carry Appendix C's L1 term (its L2 term is SGD's weight decay). Without ``net`` the loss is the mixup
     objective alone.
     """
-    if cfg.method == "supervised":
+    if not cfg.method_spec.mixes:
         loss = supervised_loss(mixer.model(x_l), F.one_hot(y_l, num_classes).float(), cfg.loss)
         parts = {"loss_sup": loss.detach()}
     elif x_u is None:  # --labels all: supervised mixup, the labelled term of Algorithm 1 alone
@@ -305,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = start_session(SSLConfig, get_args_parser(), argv, "ssl")
     check_method(s.cfg)
     configure(s.device)
-    data = build_data(s.cfg, s.device, s.run, s.resuming, s.say)
+    data = build_data(s.cfg, s.device, s.run.out / SPLIT if s.resuming else None, s.say)
     nets = build_networks(s, data)
     s.begin()
     if s.run.writer and not s.resuming:
@@ -415,10 +410,14 @@ def evaluate_epoch(s: Session, data: Data, nets: Networks, step: int, epoch: int
 
 def mixing_description(cfg: SSLConfig, mixer: LayerMixup) -> str:
     """What the model line says about mixing: the eligible layers, or that a supervised run has none."""
-    if cfg.method == "supervised":
+    if not cfg.method_spec.mixes:
         return "no mixup"
     where = "mixing points " + ", ".join(mixer.labels)
-    return f"{where}, α {cfg.alpha_sup:g}" + (" (supervised: labelled images only)" if cfg.labels_only else "")
+    return f"{where}, α {cfg.alpha_sup:g}" + (
+        f" (supervised: {'every image labelled' if cfg.all_labels else 'the labelled images only'})"
+        if cfg.labels_only
+        else ""
+    )
 
 
 def log_line(step: int, total: int, ipe: int, lr: float, w: float, losses: dict[str, float], speed: float) -> str:

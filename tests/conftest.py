@@ -84,3 +84,16 @@ def main_in_process(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def in_process(main_in_process):
+    """``in_process("ssl.train", *argv)``: the command ``python -m ssl.train argv`` run in this process
+    (its ``main`` through ``run_main``), with the fields of a finished subprocess: returncode, stdout, stderr."""
+    import importlib
+
+    def run(module: str, *argv: str) -> subprocess.CompletedProcess:
+        code, out, err = main_in_process(importlib.import_module(module).main, *argv)
+        return subprocess.CompletedProcess([module, *argv], code, out, err)
+
+    return run

@@ -172,9 +172,11 @@ def test_trainer_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(when, t
             assert T.main([*SSL_TINY, "--out", str(out), "--overwrite"]) == 128 + signal.SIGTERM
             monkeypatch.undo()
     before = tree(out) if out.exists() else {}
-    import common.run as run_module
+    import common.checkpoint as checkpoint_module
 
-    monkeypatch.setattr(run_module.torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(
+        checkpoint_module.torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))
+    )
     argv = ["--out", out, "--resume", "--device", "cpu"] if when == "resume" else [*SSL_TINY, "--out", out]
     code, _, err = main_in_process(T.main, *argv, *(["--overwrite"] if when == "overwrite" else []))
     assert code == 2 and "is full" in err and "Traceback" not in err, err
@@ -489,7 +491,7 @@ def test_a_fifo_given_as_an_input_is_refused_not_read(what, tmp_path, main_in_pr
 
 
 def _checkpoint_with(path, model_args):
-    from common.run import save_checkpoint
+    from common.checkpoint import save_checkpoint
 
     state = torch.load(path, weights_only=True)
     state["model_args"] = model_args
@@ -557,15 +559,15 @@ def test_the_package_imports_and_locks_without_fcntl(tmp_path):
 
     code = (
         "import sys; sys.modules['fcntl'] = None\n"
-        "import common.cli, common.run  # what every command imports\n"
-        "key = common.run.lock_run_dir(sys.argv[1]); common.run.unlock_run_dir(key); print('ok')\n"
+        "import common.cli, common.lock, common.run  # what every command imports\n"
+        "key = common.lock.lock_run_dir(sys.argv[1]); common.lock.unlock_run_dir(key); print('ok')\n"
     )
     result = run_python("-c", code, str(tmp_path))
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 def test_the_portable_lock_refuses_a_second_holder(tmp_path, monkeypatch):
-    import common.dirlock as D
+    import common.lock as D
 
     monkeypatch.setattr(D, "_fcntl", lambda: None)
     first = D.DirLock(tmp_path)
@@ -576,7 +578,7 @@ def test_the_portable_lock_refuses_a_second_holder(tmp_path, monkeypatch):
 
 
 def test_device_mps_is_accepted_where_pytorch_has_it_and_refused_clearly_where_not(monkeypatch):
-    from common.run import resolve_device
+    from common.device import resolve_device
 
     mps = torch.backends.mps
     monkeypatch.setattr(mps, "is_built", lambda: False)

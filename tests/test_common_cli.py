@@ -7,7 +7,7 @@ import torch
 import ssl.train as S
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
-from common.run import resolve_device
+from common.device import resolve_device
 
 from conftest import ROOT
 

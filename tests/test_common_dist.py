@@ -77,6 +77,7 @@ def test_a_single_process_stops_at_once():
     assert not agree_to_stop(False, Dist(), torch.device("cpu"), sync_point=True)
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_same_gan_as_one_with_the_same_global_batch(tmp_path):
     """No BatchNorm in the ring's MLPs and real-fake mixes pair example i with example i, so the
     global batch split over two ranks is the same computation as one process."""
@@ -98,6 +99,7 @@ def test_two_processes_train_the_same_gan_as_one_with_the_same_global_batch(tmp_
     assert len(lines) == len((tmp_path / "one" / "metrics.jsonl").read_text().splitlines())  # rank 0 writes alone
 
 
+@pytest.mark.slow
 def test_ssl_under_torchrun_stays_in_sync_and_resumes_exactly(tmp_path):
     full = torchrun("ssl.train", *SSL, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]

@@ -8,11 +8,11 @@ from torch import Tensor, nn
 from torch._dynamo.utils import counters
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from classifiers.wrn import WideResNet
 from common.config import UsageError
 from common.layers import LayerMixup, check_layers, replace_output
 from common.mixup import Mix, mix, sample_mix
 from common.staged import StagedNet
-from ssl.wrn import WideResNet
 
 from conftest import ROOT
 
@@ -378,12 +378,15 @@ def test_wide_resnet_mixed_at_its_stage_modules_equals_the_staged_path(point, pe
 # --- README ------------------------------------------------------------------------------------------------------
 
 
-def test_readme_bring_your_own_network_example_runs_as_written():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Bring your own network\n", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+@pytest.mark.parametrize(
+    ("page", "heading"), [("README.md", "## Any model, in ten lines"), ("docs/models.md", "# Bring your own network")]
+)
+def test_the_any_model_examples_run_as_written(page, heading):
+    text = (ROOT / page).read_text()
+    section = text.split(f"\n{heading}\n", 1)[1] if heading.startswith("## ") else text.split(f"{heading}\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S).group(1)
     assert "LayerMixup" in code and "resnet18" in code
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, page, "exec"), namespace)
     assert torch.isfinite(namespace["loss"])
     assert namespace["model"].conv1.weight.grad.abs().sum() > 0

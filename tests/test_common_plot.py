@@ -5,8 +5,6 @@ import pytest
 from common.config import UsageError
 from common.plot import curve, plot_runs
 
-from conftest import run_module
-
 
 def fake_run(path, slope):
     path.mkdir()
@@ -33,13 +31,13 @@ def test_plot_writes_a_png_with_every_run(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
 
-def test_missing_runs_and_metrics_are_clear_errors(tmp_path):
+def test_missing_runs_and_metrics_are_clear_errors(tmp_path, in_process):
     with pytest.raises(UsageError, match="holds no metrics.jsonl"):
         plot_runs([tmp_path], tmp_path / "x.png")
     run = fake_run(tmp_path / "a", 1.0)
     with pytest.raises(UsageError, match="none of the metrics fid"):
         plot_runs([run], tmp_path / "x.png", metrics=["fid"])
-    result = run_module("common.plot", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png"))
+    result = in_process("common.plot", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
 

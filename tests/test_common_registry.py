@@ -4,7 +4,7 @@ from torch import nn
 
 import gan.nets  # noqa: F401  registers the SNGAN networks
 from common.config import UsageError
-from common.registry import ARCHS, PREFIXES, build, register, register_prefix, spec
+from common.registry import ARCHS, PREFIXES, Arch, build, register, register_prefix, spec
 
 
 def test_a_spec_rebuilds_the_network_it_names():
@@ -20,7 +20,7 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones():
 
 
 def test_a_name_cannot_be_registered_twice_and_a_prefix_resolves(monkeypatch):
-    monkeypatch.setitem(ARCHS, "tiny-test", nn.Linear)
+    monkeypatch.setitem(ARCHS, "tiny-test", Arch(nn.Linear, "tiny-test"))
     with pytest.raises(ValueError):
         register("tiny-test")(nn.Identity)
     monkeypatch.setattr("common.registry.PREFIXES", dict(PREFIXES))
@@ -28,3 +28,14 @@ def test_a_name_cannot_be_registered_twice_and_a_prefix_resolves(monkeypatch):
     assert isinstance(build(spec("lib:linear", in_features=2, out_features=3)), nn.Linear)
     with pytest.raises(UsageError, match="lib:NAME"):
         build(spec("lib:other"))
+
+
+def test_a_recipe_stores_its_constructor_and_full_arguments_so_a_checkpoint_needs_no_recipe():
+    import classifiers.recipes  # noqa: F401  registers the classifier recipes
+    from common.registry import get_arch, recipe_spec
+
+    args = recipe_spec("wrn28_10", num_classes=10, in_channels=3)
+    assert args["arch"] == "wrn" and args["args"]["width"] == 10 and args["args"]["leaky_slope"] == 0.0
+    assert get_arch("wrn28_10").paper_mix_points == ("pixel", "h1")
+    with pytest.raises(UsageError, match="unknown architecture 'sngan_generator'.*wrn28_10"):
+        get_arch("sngan_generator")  # registered, but not a classifier

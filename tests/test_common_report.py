@@ -53,12 +53,12 @@ def test_a_run_without_evaluations_is_a_usage_error(tmp_path):
         run_numbers(tmp_path / "x")
 
 
-def test_cli_prints_the_table_and_refuses_a_non_run_in_one_line(tmp_path):
+def test_cli_prints_the_table_and_refuses_a_non_run_in_one_line(tmp_path, in_process):
     fake_run(tmp_path / "input-s0", [0.5], [0.6])
     out = run_module("common.report", str(tmp_path / "input-s0"), "--json", str(tmp_path / "t.json"))
     assert out.returncode == 0 and "| `input` | 1 | 40.0 ± 0.0 |" in out.stdout
     assert json.loads((tmp_path / "t.json").read_text())["input"]["runs"] == 1
-    bad = run_module("common.report", str(tmp_path))
+    bad = in_process("common.report", str(tmp_path))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
 
 

@@ -12,20 +12,13 @@ import torch
 
 import gan.train as G
 import ssl.train as S
+from common.checkpoint import save_checkpoint
 from common.cli import run_main
 from common.config import UsageError, load_yaml
-from common.run import (
-    CHECKPOINT,
-    MARKER,
-    Run,
-    load_checkpoint,
-    prepare_run_dir,
-    resolve_device,
-    resume_command,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from common.device import resolve_device
+from common.rng import rng_state, set_rng_state
+from common.run import Run
+from common.rundir import CHECKPOINT, MARKER, prepare_run_dir, resume_command
 
 from conftest import ROOT, metrics_without_time, signal_after
 
@@ -92,28 +85,6 @@ def test_resume_with_a_changed_config_is_refused_with_the_diff(tmp_path):
     Run(tmp_path, {"lr": 0.1, "epochs": 3}, resume=False, overwrite=False).begin()
     with pytest.raises(UsageError, match=r"lr: 0.1 -> 0.2"):
         Run(tmp_path, {"lr": 0.2, "epochs": 3}, resume=True, overwrite=False)
-
-
-def test_checkpoint_is_atomic_and_loads_with_weights_only(tmp_path):
-    path = tmp_path / CHECKPOINT
-    model = torch.nn.Linear(3, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.randn(4, 3)).sum().backward()
-    opt.step()
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 7, "rng": rng_state()})
-    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]  # no temporary file left
-    state = torch.load(path, weights_only=True)
-    assert state["step"] == 7
-    torch.testing.assert_close(state["model"]["weight"], model.weight)
-
-
-def test_unreadable_checkpoint_is_a_usage_error(tmp_path):
-    path = tmp_path / CHECKPOINT
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(UsageError, match="cannot be read"):
-        load_checkpoint(path)
-    with pytest.raises(UsageError, match="does not exist"):
-        load_checkpoint(tmp_path / "missing.pt")
 
 
 def test_rng_state_round_trip_replays_the_same_numbers():

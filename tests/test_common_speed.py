@@ -7,12 +7,12 @@ from torch._dynamo.utils import counters
 import common.speed as speed_module
 import gan.train as GAN
 import ssl.train as SSL
+from classifiers.wrn import WideResNet
 from common.config import resolve_config
 from common.layers import LayerMixup
 from common.mixup import Mix
 from common.speed import Compiled, Speed, configure, fused_kwargs, graph_budget, no_tf32
 from common.staged import StagedNet
-from ssl.wrn import WideResNet
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
@@ -213,7 +213,7 @@ def test_ssl_steps_at_every_mixing_point_stay_compiled(fresh_dynamo):
     ssl_sequence(mixers, model, net, cfg)
     assert_no_fallback(backend, calls)
     # one graph mixed at each of h1..h3, and the idle net with grad (pixel), without (teacher), in eval mode
-    assert backend.graphs <= 3 + 3 <= graph_budget(len(net.stages))
+    assert backend.graphs <= 3 + 3 <= graph_budget(len(net.mix_points))
     first = backend.graphs
     ssl_sequence(mixers, model, net, cfg)  # steady state: nothing new to compile
     assert backend.graphs == first
@@ -245,20 +245,29 @@ def test_gan_iterations_with_and_without_mixup_stay_compiled(fresh_dynamo):
     assert len(d_calls) > 0 and len(g_calls) > 0  # both steps train through the compiled networks
     assert_no_fallback(backend, g_calls + d_calls)
     first = backend.graphs
-    assert first <= graph_budget(len(D.stages)) + 8
+    assert first <= graph_budget(len(D.mix_points)) + 8
     iterations(4)
     assert backend.graphs == first
     assert_no_fallback(backend, g_calls + d_calls)
 
 
-def test_an_empty_stage_range_never_reaches_dynamo(fresh_dynamo):
-    net = StagedNet([nn.Linear(4, 4), nn.Linear(4, 2)])
-    backend = CountingBackend()
-    wrapped, calls = counted(net, backend)
-    x = torch.randn(3, 4)
-    assert wrapped(x, 1, 1) is x and wrapped(x, start=0, stop=0) is x and not calls
-    wrapped(wrapped(x, 0, 1), 1)
-    assert_no_fallback(backend, calls)
+def test_the_raised_recompile_limit_holds_inside_the_compiled_call_only(fresh_dynamo):
+    net = StagedNet([nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)])
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.append(torch._dynamo.config.recompile_limit)
+        return gm.forward
+
+    before = torch._dynamo.config.recompile_limit
+    wrapped = Compiled(net, backend=backend)
+    assert torch._dynamo.config.recompile_limit == before  # building it changes nothing process-wide
+    wrapped(torch.randn(3, 4))
+    assert seen == [graph_budget(len(net.mix_points))] and graph_budget(3) > before
+    assert torch._dynamo.config.recompile_limit == before  # nor does calling it
+    plain = Compiled(nn.Linear(4, 2), backend=backend)  # no mixing points: dynamo's own limit
+    plain(torch.randn(3, 4))
+    assert seen[-1] == before
 
 
 def test_the_summary_says_when_compile_fell_back(monkeypatch, fresh_dynamo):

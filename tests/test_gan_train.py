@@ -10,7 +10,7 @@ from common.config import UsageError, cli_overrides, resolve_config
 from common.loop import NON_FINITE_EXIT
 from gan.tasks import make_task
 
-from conftest import ROOT, metrics_without_time, run_module, signal_after
+from conftest import ROOT, metrics_without_time, signal_after
 
 RING = [
     "--config",
@@ -113,6 +113,7 @@ def test_no_mix_means_no_mixup_term():
     assert "d_mix" not in parts
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     argv = [*RING, "--steps", "300", "--mix", "h1,pixel", "--mix-pairs", "rf,fr,ff", "--g-ema-decay", "0.9"]
     assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
@@ -130,6 +131,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monk
             torch.testing.assert_close(cut[key][name], value, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_ring_demo_covers_several_modes_after_a_short_run(tmp_path):
     assert T.main([*RING, "--steps", "3000", "--eval-every", "1000", "--out", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -150,16 +152,16 @@ def test_tiny_image_gan_completes_on_cpu(tmp_path, mix):
     assert logged and all(("d_mix" in m) == (mix != "none") for m in logged)
 
 
-def test_bad_mix_names_are_one_line_errors(tmp_path):
-    result = run_module("gan.train", *TINY_DIGITS, "--mix", "h1,h9", "--out", str(tmp_path / "run"))
+def test_bad_mix_names_are_one_line_errors(tmp_path, in_process):
+    result = in_process("gan.train", *TINY_DIGITS, "--mix", "h1,h9", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "unknown layer 'h9'" in result.stderr and "pixel, h1, h2, h3" in result.stderr
-    result = run_module("gan.train", *TINY_DIGITS, "--mix-pairs", "rr", "--out", str(tmp_path / "run2"))
+    result = in_process("gan.train", *TINY_DIGITS, "--mix-pairs", "rr", "--out", str(tmp_path / "run2"))
     assert result.returncode == 2 and "--mix-pairs" in result.stderr
 
 
-def test_generator_size_must_match_the_data(tmp_path):
-    result = run_module("gan.train", *TINY_DIGITS, "--g-blocks", "3", "--out", str(tmp_path / "run"))
+def test_generator_size_must_match_the_data(tmp_path, in_process):
+    result = in_process("gan.train", *TINY_DIGITS, "--g-blocks", "3", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "adjust --g-bottom / --g-blocks" in result.stderr
 
 
@@ -207,9 +209,9 @@ def test_mixup_alpha_must_be_finite():
         T.GANConfig(dataset="ring", mix=("pixel",), mix_lam="beta", mix_alpha=float("inf"))
 
 
-def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tmp_path):
+def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tmp_path, in_process):
     (tmp_path / "keep.txt").write_text("untouched")
-    result = run_module("gan.train", *RING, "--lr-d", "nan", "--out", str(tmp_path / "run"))
+    result = in_process("gan.train", *RING, "--lr-d", "nan", "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert "--lr-d" in result.stderr and result.stdout == ""

@@ -26,6 +26,6 @@ def test_bench_prints_the_table_and_the_mixup_ratio():
     assert "plain vs straightforward (Algorithm 1): " in result.stdout
 
 
-def test_unknown_path_is_a_one_line_error():
-    result = run_module("ssl.bench", "--paths", "turbo")
+def test_unknown_path_is_a_one_line_error(in_process):
+    result = in_process("ssl.bench", "--paths", "turbo")
     assert result.returncode == 2 and "unknown path 'turbo'" in result.stderr

@@ -8,12 +8,11 @@ import torch
 import torch.nn.functional as F
 
 import ssl.train as T
+from classifiers.preact import PreActResNet
 from common.config import UsageError, diff, resolve_config, to_dict
 from common.mixup import sample_mix
-from common.registry import build
-from ssl.archs import ARCHS
+from common.registry import ARCHS, build, classifiers
 from ssl.config import DEFAULT_MIX_POINTS, SSLConfig, check_method, network_args
-from ssl.preact import PreActResNet
 
 from conftest import ROOT
 
@@ -111,7 +110,7 @@ def test_unknown_arch_through_main_is_one_line_exit_2_and_touches_nothing(tmp_pa
     (tmp_path / "keep.txt").write_bytes(b"untouched")
     code, _, err = main_in_process(T.main, *E2E, "--arch", "resnet50", "--out", tmp_path / "run")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert all(name in err for name in ["wrn", *ARCHS])
+    assert all(name in err for name in classifiers())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert (tmp_path / "keep.txt").read_bytes() == b"untouched"
 
@@ -172,3 +171,59 @@ def test_labels_all_keeps_a_validation_set_by_default(tmp_path):
     with np.load(out / "split.npz") as split:
         assert len(split["val"]) == 200 and len(split["labelled"]) == 1297 - 200
         assert not np.intersect1d(split["val"], split["labelled"]).size
+
+
+# The low-label supervised tier (preprint §4.2): --labelled-only, --eval-test best, --loss bce.
+LOW = ["--dataset", "digits", "--labels", "100", "--labelled-only", "true", "--depth", "10", "--width", "1"]
+LOW += ["--epochs", "4", "--iterations-per-epoch", "3", "--batch-size", "20", "--device", "cpu"]
+
+
+def test_labelled_only_trains_on_the_labelled_images_alone(tmp_path, capsys, monkeypatch):
+    from common.sampler import PairedBatches
+
+    drawn = []
+
+    original = PairedBatches.indices
+    monkeypatch.setattr(PairedBatches, "indices", lambda self, step: drawn.append(original(self, step)) or drawn[-1])
+    out = tmp_path / "run"
+    assert T.main([*LOW, "--method", "manifold", "--out", str(out)]) == 0
+    with np.load(out / "split.npz") as split:
+        labelled = set(split["labelled"].tolist())
+        assert len(labelled) == 100 and len(split["val"]) == 200
+    assert drawn and all(len(u) == 0 for _, u in drawn)  # no unlabelled batch, ever
+    assert all(set(idx.tolist()) <= labelled for idx, _ in drawn)  # only labelled images are trained on
+    config = resolve_config(SSLConfig, out / "config.yaml")
+    assert config.labels_only and config.alpha_sup == 2.0 and config.unlabelled_batch_size == 0
+    printed = capsys.readouterr().out
+    assert "train 100 (labelled only, 997 unused)" in printed and "(supervised: the labelled images only)" in printed
+
+
+def test_eval_test_best_tests_only_improvements_and_the_end_and_keeps_the_result(tmp_path):
+    out = tmp_path / "run"
+    assert T.main([*LOW, "--method", "supervised", "--eval-test", "best", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in records if "val_acc" in m]
+    assert len(evals) == 4 and all("eval_s" in m["time"] for m in evals)
+    best_so_far = -1.0
+    for i, m in enumerate(evals):
+        improved = m["val_acc"] > best_so_far
+        assert ("test_acc" in m) == (improved or i == len(evals) - 1), (i, m)
+        best_so_far = max(best_so_far, m["val_acc"])
+    assert "train_acc" in evals[-1] and not any("train_acc" in m for m in evals[:-1])  # the fit, measured once
+    summary = json.loads((out / "summary.json").read_text())
+    best = max(evals, key=lambda m: m["val_acc"])
+    assert summary["test_error_at_best_val"] == pytest.approx(1 - best["test_acc"])
+    assert summary["final_train_error"] == pytest.approx(1 - evals[-1]["train_acc"])
+
+
+def test_bce_loss_is_the_released_codes_and_pulls_1_over_c_minus_1_as_hard():
+    logits = torch.zeros(4, 10, requires_grad=True)  # a uniform prediction
+    targets = F.one_hot(torch.tensor([0, 3, 5, 9]), 10).float()
+    bce = T.supervised_loss(logits, targets, "bce")
+    expected = torch.nn.BCELoss()(logits.softmax(1), targets)
+    assert bce.item() == pytest.approx(expected.item())
+    (g_bce,) = torch.autograd.grad(bce, logits)
+    (g_ce,) = torch.autograd.grad(T.supervised_loss(logits, targets, "ce"), logits)
+    assert torch.allclose(g_bce, g_ce / 9, atol=1e-7)  # 1/(C-1) of the cross-entropy gradient (docs/departures.md)
+    with pytest.raises(UsageError, match="--loss"):
+        cfg(loss="mse")

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import ssl.train as T
+from classifiers.wrn import WideResNet
 from common.config import UsageError, resolve_config
 from common.loop import NON_FINITE_EXIT, update_ema
 from common.mixup import sample_mix
-from ssl.wrn import WideResNet
 
 from conftest import ROOT, metrics_without_time, run_module, signal_after
 
@@ -176,6 +176,7 @@ def test_summary_uses_best_validation_and_median_of_last_20():
         ["--labels", "all", "--val-size", "0"],  # supervised Manifold Mixup, no validation set
     ],
 )
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, options):
     argv = [*TINY, *options]
     assert T.main([*argv, "--out", str(tmp_path / "full")]) == 0
@@ -250,12 +251,12 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert state["step"] > 0
 
 
-def test_command_line_errors_are_one_line_with_exit_code_2(tmp_path):
-    bad = run_module("ssl.train", *TINY, "--method", "mixup", "--out", str(tmp_path / "a"))
+def test_command_line_errors_are_one_line_with_exit_code_2(tmp_path, in_process):
+    bad = in_process("ssl.train", *TINY, "--method", "mixup", "--out", str(tmp_path / "a"))
     assert bad.returncode == 2 and "invalid value 'mixup'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    bad = run_module("ssl.train", *TINY, "--mix-points", "h9", "--out", str(tmp_path / "b"))
+    bad = in_process("ssl.train", *TINY, "--mix-points", "h9", "--out", str(tmp_path / "b"))
     assert bad.returncode == 2 and "unknown layer 'h9'" in bad.stderr
-    bad = run_module("ssl.train", *TINY, "--labels", "15", "--out", str(tmp_path / "c"))
+    bad = in_process("ssl.train", *TINY, "--labels", "15", "--out", str(tmp_path / "c"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -384,10 +385,10 @@ def test_every_bad_number_is_refused_naming_its_flag(field, value):
     assert "\n" not in str(e.value)
 
 
-def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tmp_path):
+def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tmp_path, in_process):
     (tmp_path / "keep.txt").write_text("untouched")
     for flag, value in (("--lr", "nan"), ("--w-max", "inf")):
-        result = run_module("ssl.train", *TINY, flag, value, "--out", str(tmp_path / "run"))
+        result = in_process("ssl.train", *TINY, flag, value, "--out", str(tmp_path / "run"))
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
         assert flag in result.stderr and "finite" in result.stderr
@@ -508,11 +509,11 @@ def test_a_torchvision_network_trains_at_its_named_layers_and_its_checkpoint_reb
     assert net.conv1.in_channels == 1
 
 
-def test_a_torchvision_network_without_named_layers_is_refused_for_manifold_mixup(tmp_path):
-    result = run_module("ssl.train", *TORCHVISION, "--out", str(tmp_path / "run"))
+def test_a_torchvision_network_without_named_layers_is_refused_for_manifold_mixup(tmp_path, in_process):
+    result = in_process("ssl.train", *TORCHVISION, "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "has no recipe for its mixing layers" in result.stderr and "--mix-points input,layer1" in result.stderr
     assert not (tmp_path / "run").exists()
-    result = run_module("ssl.train", *TORCHVISION, "--mix-points", "layer9", "--out", str(tmp_path / "run"))
+    result = in_process("ssl.train", *TORCHVISION, "--mix-points", "layer9", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "unknown layer 'layer9'" in result.stderr and "layer1" in result.stderr
     assert not (tmp_path / "run").exists()

@@ -3,11 +3,9 @@ import json
 import pytest
 import torch
 
+from analyses.spiral import BOTTLENECK, METHODS, hidden_box, main, make_spirals, spiral_net
 from common.config import UsageError
 from common.layers import check_layers
-from ssl.spiral import BOTTLENECK, METHODS, hidden_box, main, make_spirals, spiral_net
-
-from conftest import run_module
 
 
 def test_spirals_have_the_right_shapes_and_balanced_labels():
@@ -62,10 +60,10 @@ def test_command_writes_the_figure_and_the_numbers(tmp_path, capsys):
     assert "--steps 2" in result["protocol"]["command"] and "| `manifold` |" in capsys.readouterr().out
 
 
-def test_zero_steps_is_one_line_exit_2_and_touches_nothing(tmp_path):
+def test_zero_steps_is_one_line_exit_2_and_touches_nothing(tmp_path, in_process):
     existing = tmp_path / "spiral.png"
     existing.write_bytes(b"old figure")
-    bad = run_module("ssl.spiral", "--out", str(existing), "--steps", "0")
+    bad = in_process("analyses.spiral", "--out", str(existing), "--steps", "0")
     assert bad.returncode == 2 and "--steps must be >= 1" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert existing.read_bytes() == b"old figure" and [p.name for p in tmp_path.iterdir()] == ["spiral.png"]

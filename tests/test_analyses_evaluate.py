@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-import ssl.evaluate as E
+import analyses.evaluate as E
 from common.augment import ZCA, Preprocess
 from common.cli import run_main
 
@@ -173,7 +173,7 @@ def _no_ema_run(tiny_run, path):
         ("max_zero", "--max-images: expected a positive integer"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message):
+def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message, in_process):
     target, extra = str(tiny_run), []
     if case == "missing":
         target = str(tmp_path / "nothing")
@@ -196,7 +196,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message
         }[case]
         extra = [f"{flag}={value}"]
     before = {p: p.read_bytes() for p in [*tmp_path.rglob("*"), *tiny_run.rglob("*")] if p.is_file()}
-    result = run_module("ssl.evaluate", target, *extra, "--device", "cpu")
+    result = in_process("analyses.evaluate", target, *extra, "--device", "cpu")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
@@ -221,7 +221,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path, case, message
 def test_bad_numbers_are_one_line_and_exit_code_2_in_process(tmp_path, capsys, flag, value, message):
     """The same CLI path (run_main) without a new interpreter per case; the subprocess test covers the rest."""
     with pytest.raises(SystemExit) as exit_:
-        run_main(E.main, [str(tmp_path), f"{flag}={value}", "--device", "cpu"], prog="python -m ssl.evaluate")
+        run_main(E.main, [str(tmp_path), f"{flag}={value}", "--device", "cpu"], prog="python -m analyses.evaluate")
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err
     assert list(tmp_path.iterdir()) == []

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
+from classifiers.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
+from classifiers.recipes import build_classifier
+from classifiers.wrn import WideResNet
 from common.config import UsageError
 from common.layers import LayerMixup, check_layers
 from common.mixup import sample_mix
-from ssl.archs import ARCHS, build_classifier
-from ssl.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
-from ssl.wrn import WideResNet
+from common.registry import ARCHS, classifiers
 
 
 def num_params(model):
@@ -61,7 +62,8 @@ def test_mixing_at_every_point_trains_the_stem(point):
 
 
 def test_registry_names_its_networks_and_their_paper_mixing_points():
-    assert set(ARCHS) == {"preactresnet18", "preactresnet34", "wrn28_10", "wrn28_2"}
+    assert classifiers() == ["wrn", "preactresnet18", "preactresnet34", "wrn28_10", "wrn28_2"]
+    assert ARCHS["wrn"].paper_mix_points == ("pixel", "h1", "h2") and ARCHS["wrn"].kwargs["leaky_slope"] == 0.1
     assert ARCHS["preactresnet18"].paper_mix_points == PAPER_MIX_POINTS == ("pixel", "h1", "h2")
     assert ARCHS["wrn28_10"].paper_mix_points == ("pixel", "h1")
     model = build_classifier("preactresnet34", 100, 1)
@@ -70,7 +72,7 @@ def test_registry_names_its_networks_and_their_paper_mixing_points():
 
 
 def test_wrn_28_10_follows_the_supervised_recipe():
-    small = ARCHS["wrn28_10"].build(num_classes=10, **{**ARCHS["wrn28_10"].kwargs, "depth": 10, "width": 1})
+    small = ARCHS["wrn28_10"].build(num_classes=10, depth=10, width=1)
     acts = [m for m in small.modules() if isinstance(m, torch.nn.LeakyReLU)]
     bns = [m for m in small.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert acts and all(a.negative_slope == 0.0 for a in acts)  # ReLU
@@ -83,4 +85,4 @@ def test_unknown_architecture_is_one_line_listing_the_valid_names():
         build_classifier("resnet18", 10, 3)
     message = str(e.value)
     assert "\n" not in message and "'resnet18'" in message
-    assert all(name in message for name in ARCHS)
+    assert all(name in message for name in classifiers())

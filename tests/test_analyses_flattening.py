@@ -3,11 +3,9 @@ import json
 import pytest
 import torch
 
+from analyses.flattening import BOTTLENECK, RECIPES, digits_net, main, parse_seeds, singular_value_summary
 from common.config import UsageError
 from common.layers import check_layers
-from ssl.flattening import BOTTLENECK, RECIPES, digits_net, main, parse_seeds, singular_value_summary
-
-from conftest import run_module
 
 
 def orthonormal(rows: int, cols: int, g: torch.Generator) -> torch.Tensor:
@@ -95,10 +93,10 @@ def test_command_runs_end_to_end_on_a_tiny_setting(tmp_path, capsys):
     assert "| `manifold` |" in capsys.readouterr().out
 
 
-def test_bad_seeds_are_one_line_exit_2_and_touch_nothing(tmp_path):
+def test_bad_seeds_are_one_line_exit_2_and_touch_nothing(tmp_path, in_process):
     existing = tmp_path / "flat.json"
     existing.write_text("keep me\n")
-    bad = run_module("ssl.flattening", "--out", str(existing), "--seeds", "x")
+    bad = in_process("analyses.flattening", "--out", str(existing), "--seeds", "x")
     assert bad.returncode == 2 and "--seeds must be comma-separated integers" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert existing.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["flat.json"]

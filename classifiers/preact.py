@@ -3,7 +3,7 @@
 The CIFAR variants of the ICML paper's supervised experiments (Table 1, Appendix C): a 3x3 stem with
 64 channels and stride 1, four groups of pre-activation basic blocks with 64, 128, 256, 512 channels
 (strides 1, 2, 2, 2), [2, 2, 2, 2] blocks for PreActResNet18 and [3, 4, 6, 3] for PreActResNet34,
-then BN-ReLU-global average pool-linear. The blocks are those of :mod:`ssl.wrn` with ReLU, PyTorch's
+then BN-ReLU-global average pool-linear. The blocks are those of :mod:`classifiers.wrn` with ReLU, PyTorch's
 default BatchNorm momentum and no dropout. Stages and mixing points::
 
     stage 1: stem + group 1     pixel -> h1      (B, 64, H, W)
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from classifiers.wrn import Block
 from common.registry import register
 from common.staged import StagedNet
-from ssl.wrn import Block
 
 PAPER_MIX_POINTS = ("pixel", "h1", "h2")
 WIDTHS = (64, 128, 256, 512)

@@ -50,9 +50,12 @@ class Block(nn.Module):
 
 
 ARCH = "wrn"  # its name in checkpoints' model_args (common/registry.py)
+# ssl.train --arch wrn: WRN-depth-width of the flags, whose defaults (Oliver et al.'s WRN-28-2) are these; mixing
+# at the input and after groups 1 and 2 (preprint Appendix C)
+RECIPE = {"depth": 28, "width": 2, "leaky_slope": 0.1, "bn_momentum": 0.001, "dropout": 0.0}
 
 
-@register(ARCH)
+@register(ARCH, kwargs=RECIPE, mix_points=("pixel", "h1", "h2"), classifier=True)
 class WideResNet(StagedNet):
     """WRN-depth-width for (B, in_channels, H, W) images; ``mix_points`` = pixel, h1, h2, h3."""
 
