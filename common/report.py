@@ -147,6 +147,11 @@ def archive(run_dirs: Sequence[str | Path], out: Path, overwrite: bool = False) 
     clash = [str(t) for t in targets if t.exists()]
     if clash and not overwrite:
         raise UsageError(f"--archive would replace {', '.join(clash)}; pass --overwrite to replace them")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--archive {out} is a file, not a folder; name a folder (it is created if missing)")
+    if out.is_dir():  # the output rules of every command (common/outputs.py): a run's own file never, ...
+        for target in targets:
+            check_output_file(target, "--archive", overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     for record, target in zip(records, targets):
         write_atomic(target, json.dumps(record, indent=None, separators=(",", ":")) + "\n")

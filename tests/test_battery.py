@@ -76,6 +76,7 @@ OUTPUT_CASES = [
     (R.main, ["{run}", "--unfinished", "--json", "{gan}/metrics.jsonl"], "run directory's own file"),
     (R.main, ["{run}", "--unfinished", "--json", "{tmp}/exists.json"], "already exists"),
     (R.main, ["{run}", "--json", "{tmp}/missing/t.json"], "does not exist; create it first"),
+    (R.main, ["{run}", "--unfinished", "--archive", "{tmp}/exists.json"], "is a file, not a folder"),
     (P.main, ["{run}", "--out", "{tmp}/curves"], "name a .png or .pdf or .svg file"),
     (P.main, ["{run}", "--out", "{tmp}/curves.xyz"], "name a .png or .pdf or .svg file"),
     (P.main, ["{run}", "--out", "{run}/checkpoint.pt"], "name a .png"),
