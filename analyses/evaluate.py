@@ -36,7 +36,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -49,8 +48,9 @@ from torch import Tensor, nn
 from common.augment import Preprocess
 from common.checkpoint import load_checkpoint
 from common.cli import ArgumentParser, run_main
-from common.config import UsageError, resolve_config
+from common.config import UsageError, load_yaml, resolve_config
 from common.device import resolve_device
+from common.outputs import check_output_file, write_atomic
 from common.registry import build
 from common.rundir import CHECKPOINT, CONFIG, EVALUATION, SPLIT
 from ssl.config import SSLConfig, network_args
@@ -307,12 +307,7 @@ def locate_run(path: str) -> tuple[Path, Path]:
 
 def load_run(run_dir: Path, ckpt: Path, device: torch.device) -> tuple[SSLConfig, dict[str, Any]]:
     """The run's SSLConfig and checkpoint, refusing anything that is not a classifier run."""
-    import yaml
-
-    try:
-        saved = yaml.safe_load((run_dir / CONFIG).read_text())
-    except yaml.YAMLError:
-        raise UsageError(f"{run_dir / CONFIG} is not valid YAML") from None
+    saved = load_yaml(run_dir / CONFIG)
     not_classifier = f"{run_dir} is not a classifier run of python -m ssl.train"
     if not isinstance(saved, dict) or "dataset" not in saved or not ({"depth", "arch"} & set(saved)):
         raise UsageError(f"{not_classifier} ({CONFIG} has no dataset and network fields; a GAN run?)")
@@ -374,7 +369,8 @@ def get_args_parser() -> ArgumentParser:
     p.add_argument("--data-dir", default=None, help="dataset folder (default: the run's data_dir)")
     p.add_argument("--eps", default=DEFAULT_EPS, help=f"FGSM L∞ radius in [0, 1] pixel units (default: {DEFAULT_EPS})")
     p.add_argument("--out", default=None, metavar="FILE.json", help=f"where to write the JSON (default: RUN/{RESULT})")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (or RUN/evaluation.json)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     p.add_argument("--batch-size", default=None, help="images per forward pass (default: the run's eval_batch_size)")
     p.add_argument("--max-images", default=None, help="evaluate on the first N test images only (default: all)")
     p.add_argument("--seed", default="0", help="seed of the deformations' random angles (default: 0)")
@@ -430,12 +426,11 @@ def accuracy(model: nn.Module, preprocess: Preprocess, x: Tensor, y: Tensor, bs:
     return correct / len(y)
 
 
-def evaluate_run(args: Any) -> dict[str, Any]:
-    """Everything the command reports, as the JSON-ready mapping."""
+def check_flags(args: Any) -> tuple[float, tuple[float, float, int, list[int]], int | None, int, int, int | None]:
+    """(eps, (PGD eps, step, steps, report), max images, k, seed, batch size) from the flags; a bad one is a
+    UsageError."""
     eps = parse_eps(args.eps)
-    pgd_eps, pgd_step, pgd_steps, pgd_report = parse_pgd(
-        args.pgd_eps, args.pgd_step_size, args.pgd_steps, args.pgd_report
-    )
+    pgd = parse_pgd(args.pgd_eps, args.pgd_step_size, args.pgd_steps, args.pgd_report)
     max_images = positive_int(args.max_images, "--max-images", None)
     k = positive_int(args.knn_k, "--knn-k", KNN_K)
     seed_text = str(args.seed).strip()
@@ -443,6 +438,12 @@ def evaluate_run(args: Any) -> dict[str, Any]:
         raise UsageError(f"--seed: expected an integer, got {args.seed!r}")
     seed = int(seed_text)
     batch_size = positive_int(args.batch_size, "--batch-size", None)
+    return eps, pgd, max_images, k, seed, batch_size
+
+
+def evaluate_run(args: Any) -> dict[str, Any]:
+    """Everything the command reports, as the JSON-ready mapping."""
+    eps, (pgd_eps, pgd_step, pgd_steps, pgd_report), max_images, k, seed, batch_size = check_flags(args)
     device = resolve_device(args.device)
     run = load_classifier(args.run, device, args.weights, args.data_dir)
     run_dir, ckpt, cfg, state, data, model = run.run_dir, run.ckpt, run.cfg, run.state, run.data, run.model
@@ -572,19 +573,22 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([head, *(f"  {a:<{width}}  {b:>8}" for a, b in rows)])
 
 
+def output_path(args: argparse.Namespace) -> Path:
+    """Where the JSON goes, checked before any work: ``--out`` or RUN/evaluation.json (common/outputs.py)."""
+    if args.out is not None:
+        return check_output_file(args.out, overwrite=args.overwrite, suffixes=(".json",), inputs=(args.run,))
+    run = Path(args.run)
+    run_dir = run if run.is_dir() else run.parent
+    return check_output_file(run_dir / RESULT, "the result file", overwrite=args.overwrite)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    out = Path(args.out) if args.out is not None else None
-    if out is not None and out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give a file name such as {out / RESULT}")
+    check_flags(args)  # the flags, then a missing run, then the output path: before any work
+    locate_run(args.run)
+    out = output_path(args)
     result = evaluate_run(args)
-    out = out or Path(result["run"]) / RESULT
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot write ({e.strerror})") from None
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
     print(format_table(result))
     print(f"written: {out}")
     return 0

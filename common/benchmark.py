@@ -139,7 +139,7 @@ def machine(device: torch.device) -> str:
 
 def add_timing_args(parser: argparse.ArgumentParser, paths: Sequence[str], default_paths: str, unit: str) -> None:
     """The arguments both bench commands share: device, paths, warm-up, repeats, threads."""
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     parser.add_argument("--paths", default=default_paths, help=f"comma-separated: {', '.join(paths)}")
     parser.add_argument("--warmup", type=int, default=3, help=f"untimed {unit} first, compile included (default: 3)")
     parser.add_argument("--repeat", type=int, default=20, help=f"timed {unit} (default: 20)")

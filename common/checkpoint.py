@@ -13,7 +13,6 @@ common/registry.py) and ``run`` (``{"kind": "ssl"|"gan", "world": processes}``, 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import torch
 
 from common.config import UsageError
+from common.inputs import regular_file
+from common.outputs import write_atomic
 
 FORMAT_KEY = "format"
 FORMAT_VERSION = 1  # raise it when a change makes older readers misread a checkpoint; keep reading the old ones
@@ -29,22 +30,16 @@ UNVERSIONED = 1  # the version of a checkpoint written before the key existed (t
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` of ``state`` and its format version to a temporary file, fsync, then rename: a crash
-    never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save({**state, FORMAT_KEY: FORMAT_VERSION}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    never leaves half a file, a full disk ends in one line naming the disk (common/outputs.py)."""
+    versioned = {**state, FORMAT_KEY: FORMAT_VERSION}
+    write_atomic(path, lambda f: torch.save(versioned, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``. A missing or unreadable file, one that holds no
     checkpoint dict, or a checkpoint of a newer format than this version reads is a UsageError."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
+    regular_file(path, "checkpoint")  # a FIFO would block torch.load forever
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated or not a torch file

@@ -29,6 +29,7 @@ from common.config import (
     upgrade,
 )
 from common.lock import lock_run_dir, unlock_run_dir
+from common.outputs import disk_full_message, is_disk_full
 from common.replaced import pending_runs, restore_replaced
 from common.run import Run
 from common.rundir import prepare_run_dir
@@ -75,7 +76,7 @@ def add_run_args(parser: argparse.ArgumentParser, default_config: str | None) ->
         action="store_true",
         help="replace the run in --out (kept until the new run writes its first checkpoint)",
     )
-    g.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:N] (default: auto)")
+    g.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N] or mps (default: auto)")
 
 
 def start_run(
@@ -157,12 +158,27 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     except ValueError:  # not the main thread
         previous = None
     before = pending_runs()  # only runs started by this call are put back
+    name = prog or Path(sys.argv[0]).name
     try:
         code = main(argv)
     except UsageError as e:
         note = restore_replaced(keep=before)
-        print(f"{prog or Path(sys.argv[0]).name}: error: {e}" + (f" ({note})" if note else ""), file=sys.stderr)
+        print(f"{name}: error: {e}" + (f" ({note})" if note else ""), file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if not is_disk_full(e):
+            note = restore_replaced(keep=before)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            raise
+        note = restore_replaced(keep=before)
+        message = disk_full_message(e.filename or Path.cwd())
+        print(f"{name}: error: {message}" + (f" ({note})" if note else ""), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signals, or a second one
+        note = restore_replaced(keep=before)
+        print(f"{name}: interrupted" + (f" ({note})" if note else ""), file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except BaseException:
         note = restore_replaced(keep=before)
         if note:

@@ -135,17 +135,48 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg.")}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with a key given twice (the last value would win silently)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that also refuses a key given twice in a mapping (a yaml.YAMLError)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; a missing file or a non-mapping is a UsageError."""
+    """Read a YAML mapping with ``yaml.safe_load`` (a key given twice refused); a missing file or a non-mapping
+    is a UsageError."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise UsageError(f"config file {path} is not a regular file (a folder, FIFO or device); name a YAML file")
         raise UsageError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise UsageError(f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except OSError as e:
         raise UsageError(f"config file {path} cannot be read ({e.strerror})") from None
+    except yaml.constructor.ConstructorError as e:
+        if e.problem and "given twice" in e.problem:
+            raise UsageError(f"config file {path}: {e.problem}; keep one") from None
+        raise UsageError(f"config file {path} is not valid YAML") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

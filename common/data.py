@@ -21,6 +21,8 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ import numpy as np
 import torch
 
 from common.config import UsageError
+from common.inputs import regular_file, same_folder_twice
+from common.outputs import write_atomic
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -249,7 +253,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _read(path: Path) -> torch.Tensor:
     try:
-        return torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        data = path.read_bytes()
+        if not data:
+            raise UsageError(f"{path} is empty (0 bytes), not an image; replace or remove it")
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
     except OSError as e:
         raise UsageError(f"{path} cannot be read ({e.strerror or type(e).__name__}); replace or remove it") from None
 
@@ -360,6 +367,12 @@ def class_names(root: str | Path) -> list[str]:
             )
     if not entries:
         raise UsageError(f"no class folders found in {root}: an image folder is {root}/<class>/*.png|jpg")
+    twice = same_folder_twice([root / e.name for e in entries])
+    if twice:
+        raise UsageError(
+            f"{twice[1]} is the same folder as {twice[0]} (a link to it): its images would be under two labels; "
+            "remove the link"
+        )
     return [e.name for e in entries]
 
 
@@ -373,6 +386,7 @@ def _class_files(folder: Path) -> list[Path]:
             raise UsageError(
                 f"{path} is not a PNG or JPEG ({', '.join(IMAGE_SUFFIXES)}); convert it or move it out of {folder}"
             )
+        regular_file(path)  # a FIFO named x.png would block the reader forever
         files.append(path)
     if not files:
         raise UsageError(f"class folder {folder} holds no images; remove it or add its images")
@@ -398,6 +412,7 @@ def load_image_folder(
             f"{root} has {len(classes)} class folders ({', '.join(classes[:12])}); this dataset has {num_classes}"
         )
     files = [(f, c) for c, name in enumerate(classes) for f in _class_files(root / name)]
+    check_one_label_per_file(files)
     images = read_images([f for f, _ in files], channels)
     first = files[0][0], tuple(images[0].shape)
     for (f, _), image in zip(files, images):
@@ -411,6 +426,16 @@ def load_image_folder(
             )
     labels = torch.tensor([c for _, c in files], dtype=torch.int64)
     return ImageSet(torch.stack(images), labels, tuple(classes))
+
+
+def check_one_label_per_file(files: list[tuple[Path, int]]) -> None:
+    """Refuse one image file (a link or a hard link to another) under two class folders: two labels."""
+    label: dict[tuple[int, int], tuple[Path, int]] = {}
+    for path, c in files:
+        st = os.stat(path)
+        first = label.setdefault((st.st_dev, st.st_ino), (path, c))
+        if first[1] != c:
+            raise UsageError(f"{path} is the same file as {first[0]} (a link): one image under two labels; remove one")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,25 +525,21 @@ class Split:
     val: np.ndarray
 
     def save(self, path: str | Path, **meta: object) -> None:
-        np.savez(
-            path,
-            labelled=self.labelled,
-            unlabelled=self.unlabelled,
-            val=self.val,
-            **{f"meta_{k}": np.asarray(v) for k, v in meta.items()},
-        )
+        """Write the split (atomically; a full disk is one line naming it)."""
+        arrays = {"labelled": self.labelled, "unlabelled": self.unlabelled, "val": self.val}
+        arrays |= {f"meta_{k}": np.asarray(v) for k, v in meta.items()}
+        write_atomic(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str | Path, *, num_train: int, dataset: str | None = None) -> Split:
         """Read a split saved by :meth:`save` and check that it fits this training set."""
         path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"split file {path} does not exist")
+        regular_file(path, "split file")
         try:
             with np.load(path) as f:
                 split = cls(f["labelled"].astype(np.int64), f["unlabelled"].astype(np.int64), f["val"].astype(np.int64))
                 meta = {k[5:]: f[k].item() for k in f.files if k.startswith("meta_")}
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise UsageError(
                 f"split file {path} cannot be read ({type(e).__name__}); use a split.npz of a run"
             ) from None
@@ -529,6 +550,10 @@ class Split:
         all_idx = np.concatenate([split.labelled, split.unlabelled, split.val])
         if len(all_idx) and (all_idx.min() < 0 or all_idx.max() >= num_train):
             raise UsageError(f"split file {path} has indices outside 0..{num_train - 1}")
+        for name in ("labelled", "unlabelled", "val"):
+            part = getattr(split, name)
+            if part.ndim != 1 or len(np.unique(part)) != len(part):
+                raise UsageError(f"split file {path} lists an index twice in its {name} images; use a run's split.npz")
         if np.intersect1d(split.val, split.unlabelled).size or np.intersect1d(split.val, split.labelled).size:
             raise UsageError(f"split file {path} is inconsistent: validation overlaps training images")
         return split

@@ -14,22 +14,34 @@ from common.config import UsageError
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is cuda when a GPU is visible, else cpu. Only cpu and cuda[:N] are supported: any other
-    device (mps, meta, ...), a missing GPU or a GPU index beyond those visible is a UsageError."""
+    """``auto`` is cuda when a GPU is visible, else cpu. cpu, cuda[:N] and mps (Apple silicon) are supported:
+    any other device (meta, ...), a missing GPU or MPS, or a GPU index beyond those visible is a UsageError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"--device: unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+        raise UsageError(f"--device: unknown device {name!r} (use auto, cpu, cuda[:N] or mps)") from None
+    if device.type == "mps":
+        check_mps(name)
+        return device
     if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: this package runs on cpu or cuda only (use auto, cpu or cuda[:N])")
+        raise UsageError(f"--device {name}: this package runs on cpu, cuda or mps only (use auto, cpu, cuda[:N], mps)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name}: no CUDA device is visible here; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
+
+
+def check_mps(name: str) -> None:
+    """Refuse ``--device mps`` where this PyTorch has no MPS backend or no Apple GPU is usable, saying which."""
+    backend = getattr(torch.backends, "mps", None)
+    if backend is None or not backend.is_built():
+        raise UsageError(f"--device {name}: this PyTorch was built without MPS (Apple silicon); use --device cpu")
+    if not backend.is_available():
+        raise UsageError(f"--device {name}: no usable Apple GPU here (MPS needs macOS 12.3+ on Apple silicon)")
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

@@ -23,13 +23,15 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from common.cli import start_run
-from common.config import to_dict
+from common.config import UsageError, to_dict
 from common.device import provenance
 from common.dist import Dist, agree_to_stop, barrier, init_distributed, mean_over_ranks, shutdown
 from common.dist import in_sync as ranks_in_sync
 from common.guard import non_finite, weights_finite
+from common.resume_checks import check_config_unchanged, check_history
 from common.rng import rng_state, seed_everything, set_rng_state
 from common.run import Run
+from common.rundir import CONFIG, METRICS
 from common.signals import StopSignal
 from common.speed import Speed
 
@@ -85,9 +87,11 @@ class Session:
         present = [k for k, v in objects.items() if v is not None]
         required = (*[k for k in present if not k.startswith("scaler")], *extra, "meter", "step", "rng")
         state = self.run.load_checkpoint(self.device, keys=required)
+        check_history(self.run.out, METRICS, state["step"])
+        check_config_unchanged(self.run.out, CONFIG, state.get("config"), to_dict(self.cfg), self.run.saved_as_now)
         for name, obj in objects.items():
-            if obj is not None and state.get(name) is not None:
-                obj.load_state_dict(state[name])
+            if obj is not None and state.get(name) is not None:  # a scaler the checkpoint lacks starts fresh
+                load_into(obj, state[name], name, self.run.checkpoint_path)
         set_rng_state(state["rng"])
         self.run.truncate_metrics(state["step"])
         self.wall_before = previous_wall_time(self.run)
@@ -243,6 +247,19 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
+
+
+def load_into(obj: Stateful, state: Any, name: str, path: Any) -> None:
+    """``obj.load_state_dict(state)``; weights of another shape (a checkpoint of another width) or a damaged
+    entry are a one-line UsageError, not torch's many-line message."""
+    try:
+        obj.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UsageError(
+            f"--resume: the {name} in {path} does not fit this run's network ({first}); was the checkpoint made "
+            "with another width or architecture? Start a new run with another --out"
+        ) from None
 
 
 def previous_wall_time(run: Run) -> float:

@@ -13,12 +13,13 @@ losses, the mixup term, and its evaluations (FID/IS, or the ring's modes covered
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
+from common.outputs import check_output_file, write_atomic
+from common.report import read_records
 
 SSL_METRICS = ("loss", "w", "val_acc", "test_acc")
 DEFAULT_METRICS = SSL_METRICS
@@ -50,13 +51,15 @@ TITLES = {
     "high_quality": "high-quality fraction",
 }
 AXES = ("step", "epoch")
+FORMATS = (".png", ".pdf", ".svg")  # what --out may be; the figure is written to exactly that path
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl (a damaged line before the last is a UsageError naming it)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no metrics.jsonl; is it a run directory?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_records(path)
 
 
 def curve(records: list[dict], metric: str, x: str = "epoch") -> tuple[list[float], list[float]]:
@@ -114,16 +117,18 @@ def plot_runs(
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        write_atomic(out, lambda f: fig.savefig(f, dpi=120, format=out.suffix.lower().lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m common.plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories")
-    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--out", required=True, help="the figure to write: a .png, .pdf or .svg file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument(
         "--metrics",
         default=None,
@@ -133,9 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--x", default="step", choices=AXES, help="horizontal axis (default: step)")
     parser.add_argument("--labels", default=None, help="comma-separated legend names (default: folder names)")
     args = parser.parse_args(argv)
+    out = check_output_file(args.out, overwrite=args.overwrite, suffixes=FORMATS, inputs=tuple(args.runs))
     labels = args.labels.split(",") if args.labels else None
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    print(plot_runs(args.runs, args.out, metrics, labels, args.x))
+    print(plot_runs(args.runs, out, metrics, labels, args.x))
     return 0
 
 

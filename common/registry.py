@@ -25,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from common.config import UsageError
+from common.trust import check_model_args
 
 Constructor = Callable[..., nn.Module]
 
@@ -127,7 +128,11 @@ def recipe_spec(name: str, **args: Any) -> dict[str, Any]:
 
 
 def build(model_args: Mapping[str, Any]) -> nn.Module:
-    """The network that :func:`spec` describes."""
+    """The network that :func:`spec` describes; its arguments are checked first (common/trust.py: they may come
+    from a checkpoint made elsewhere)."""
     if not isinstance(model_args, Mapping) or not isinstance(model_args.get("args"), Mapping):
         raise UsageError(f"model_args must be {{'arch': name, 'args': {{...}}}}, got {model_args!r:.200}")
-    return constructor(str(model_args.get("arch")))(**model_args["args"])
+    arch = str(model_args.get("arch"))
+    make = constructor(arch)
+    check_model_args(arch, make, model_args["args"])
+    return make(**model_args["args"])

@@ -33,6 +33,7 @@ import yaml
 
 from common.cli import ArgumentParser, run_main
 from common.config import UsageError
+from common.outputs import check_output_file, write_atomic
 
 SEED_SUFFIX = re.compile(r"-s\d+$")
 COLUMNS = {
@@ -73,16 +74,14 @@ def load_run(path: str | Path) -> dict[str, Any]:
         if not isinstance(record, dict) or record.get("format") != ARCHIVE_FORMAT:
             raise UsageError(f"{path} is not a result file of python -m common.report --archive")
         return record
-    metrics = []
-    for line in metrics_path(path).read_text().splitlines():
-        try:
-            metrics.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
+    metrics = read_records(metrics_path(path))
     wall = None
     for candidate in (Path(f"{path}.wall_s"), path / "wall_s"):
         if candidate.is_file():
-            wall = float(candidate.read_text())
+            try:
+                wall = float(candidate.read_text())
+            except (OSError, ValueError, UnicodeDecodeError):
+                raise UsageError(f"{candidate} does not hold a number of seconds; fix or remove it") from None
             break
     optional = {name: read_json(path / f) if (path / f).is_file() else None for name, f in JSON_FILES.items()}
     if wall is None and optional["summary"]:  # the trainer's own wall time when no grid script timed the run
@@ -94,6 +93,28 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
 
 JSON_FILES = {"summary": "summary.json", "evaluation": "evaluation.json"}
+
+
+def read_records(path: Path) -> list[dict]:
+    """The JSON objects of a metrics.jsonl. A last line cut short (a crash, a full disk) is left out with a
+    note; a damaged line before the last is a UsageError naming it (its numbers would be missing silently)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError as e:
+        raise UsageError(f"{path} cannot be read ({e.strerror})") from None
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError
+        except ValueError:
+            if i < len(lines) - 1:
+                raise UsageError(f"{path} line {i + 1} is not a JSON object; the file is damaged") from None
+            print(f"note: {path}: left out its last line, cut short", file=sys.stderr)
+            continue
+        records.append(record)
+    return records
 
 
 def run_numbers(run: str | Path | dict[str, Any], last: int = 20) -> dict[str, float]:
@@ -128,9 +149,14 @@ def archive(run_dirs: Sequence[str | Path], out: Path, overwrite: bool = False) 
     clash = [str(t) for t in targets if t.exists()]
     if clash and not overwrite:
         raise UsageError(f"--archive would replace {', '.join(clash)}; pass --overwrite to replace them")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--archive {out} is a file, not a folder; name a folder (it is created if missing)")
+    if out.is_dir():  # the output rules of every command (common/outputs.py): a run's own file never, ...
+        for target in targets:
+            check_output_file(target, "--archive", overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     for record, target in zip(records, targets):
-        target.write_text(json.dumps(record, indent=None, separators=(",", ":")) + "\n")
+        write_atomic(target, json.dumps(record, indent=None, separators=(",", ":")) + "\n")
     return targets
 
 
@@ -151,10 +177,20 @@ def finished(run: str | Path | dict[str, Any]) -> bool:
     return (Path(run) / "summary.json").is_file()
 
 
+def check_each_once(runs: Sequence[str | Path]) -> None:
+    """Refuse a run given twice (also through a link): it would count twice in its group's mean and std."""
+    seen: dict[Path, str | Path] = {}
+    for run in runs:
+        first = seen.setdefault(Path(run).resolve(), run)
+        if first is not run:
+            raise UsageError(f"{run} is the same run as {first}, given twice; pass each run once")
+
+
 def summarize_grid(runs: Sequence[str | Path], last: int = 20, unfinished: bool = False) -> dict[str, dict]:
     """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear. ``runs`` are run
     directories or --archive files. Runs without a summary are left out (a note on stderr names them) unless
     ``unfinished``."""
+    check_each_once(runs)
     records = [load_run(r) for r in runs]  # every argument must be a run, finished or not
     skipped = [r["name"] for r in records if not unfinished and not finished(r)]
     if len(skipped) == len(records):
@@ -207,12 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.last < 1:
         raise UsageError(f"--last must be >= 1, got {args.last}")
-    if args.json and Path(args.json).exists() and not args.overwrite:
-        raise UsageError(f"--json {args.json} exists; pass --overwrite to replace it or choose another file")
+    out = check_output_file(args.json, "--json", overwrite=args.overwrite) if args.json else None
     table = summarize_grid(args.runs, args.last, args.unfinished)
     print(markdown(table, args.last))
-    if args.json:
-        Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
+    if out is not None:
+        write_atomic(out, json.dumps(table, indent=1) + "\n")
     if args.archive:
         written = archive([r for r in args.runs if args.unfinished or finished(r)], Path(args.archive), args.overwrite)
         print(f"archived {len(written)} run(s) in {args.archive}", file=sys.stderr)

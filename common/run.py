@@ -69,6 +69,7 @@ class Run:
         self.writer = writer
         self.config, self.resume, self.overwrite = config, resume, overwrite
         self.kind, self.world = kind, world
+        self.saved_as_now = saved_as_now
         self._existed = self.out.is_dir()
         self._replaced: Path | None = None  # the old run, moved aside until the first checkpoint
         self._new_dir: tuple[int, int] | None = None  # (device, inode) of the directory begin() made
@@ -129,6 +130,7 @@ class Run:
             self._claim_new_dir()
         self._write_marker()
         write_atomic(self.out / CONFIG, yaml.safe_dump(self.config, sort_keys=False))
+        write_atomic(self.out / METRICS, "")  # a resume refuses a run whose log is gone (common/resume_checks.py)
         return self
 
     def _claim_new_dir(self) -> None:
@@ -151,7 +153,10 @@ class Run:
 
     def _move_aside(self) -> None:
         aside = self.out.with_name(f"{self.out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        os.rename(self.out, aside)  # our lock moves with the directory and guards it until it is gone
+        try:
+            os.rename(self.out, aside)  # our lock moves with the directory and guards it until it is gone
+        except OSError as e:  # EBUSY (in use, a mount point), EXDEV, EACCES: nothing has moved
+            raise UsageError(f"--overwrite: {self.out} cannot be moved aside ({e.strerror}); nothing changed") from None
         self._replaced = aside
         PENDING.append(self)
         try:

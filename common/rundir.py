@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from common.config import UsageError, load_yaml
-from common.lock import check_not_in_use
+from common.lock import LOCK_FILE, check_not_in_use
+from common.outputs import append_line
+from common.outputs import write_atomic as _write_atomic
 
 MARKER = ".manifold-mixup-run"
 MARKER_VERSION = 1
@@ -39,8 +41,10 @@ SAMPLES = "samples"
 EVALUATION = "evaluation.json"  # written by python -m analyses.evaluate
 # Everything the trainers (and gan.score / analyses.evaluate beside a checkpoint) write into a run
 # directory, and their temporary files: a directory holding anything else is not replaced by --overwrite.
-RUN_FILES = {MARKER, CONFIG, METRICS, CHECKPOINT, SUMMARY, SPLIT, EVALUATION}
-_RUN_FILE = re.compile(r"(" + "|".join(re.escape(f) for f in RUN_FILES) + r")(\.tmp)?|checkpoint-scores.*\.json")
+RUN_FILES = {MARKER, CONFIG, METRICS, CHECKPOINT, SUMMARY, SPLIT, EVALUATION, LOCK_FILE}
+_RUN_FILE = re.compile(
+    r"\.?(" + "|".join(re.escape(f) for f in RUN_FILES) + r")(\.\d+)?(\.tmp)?|checkpoint-scores.*\.json"
+)  # temporary files: NAME.tmp (older runs) and .NAME.PID.tmp (common/outputs.py)
 
 
 def foreign_entries(out: Path) -> list[str]:
@@ -137,6 +141,7 @@ def prepare_run_dir(
                 f"--resume: {out} has no {CHECKPOINT} yet; start over with --overwrite{_replaced_note(out)}"
             )
         check_resumable(out, kind, world)
+        _check_run_files(out)
         return load_saved_config(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory")
@@ -149,7 +154,31 @@ def prepare_run_dir(
     return None
 
 
+def _check_run_files(out: Path) -> None:
+    """Refuse to resume a run directory whose own files are links or special files: appending to a linked
+    metrics.jsonl would write outside the run directory, reading a FIFO would block."""
+    for name in sorted(RUN_FILES):
+        path = out / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = "a symbolic link" if path.is_symlink() else "not a regular file"
+            raise UsageError(f"--resume: {path} is {what}; a run directory's own files must be plain files")
+
+
+def _check_movable(out: Path) -> None:
+    """``--overwrite`` moves the old run aside by renaming ``out``: refuse, before any work, an ``out`` that is
+    a symbolic link (the link would be renamed, not the run) or a mount point (it cannot be renamed)."""
+    if out.is_symlink():
+        raise UsageError(
+            f"--overwrite: --out {out} is a symbolic link (to {os.readlink(out)}); give the directory itself"
+        )
+    if os.path.ismount(out):
+        raise UsageError(
+            f"--overwrite: --out {out} is a mount point, which cannot be moved aside; use a folder inside it"
+        )
+
+
 def check_replaceable(out: Path) -> None:
+    _check_movable(out)
     foreign = foreign_entries(out)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
@@ -197,9 +226,8 @@ def resume_command(module: str, out: str | Path, world: int = 1) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write a run file by rename (common/outputs.py): a full disk is one line naming the disk."""
+    _write_atomic(path, text, sync=False)
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -226,8 +254,7 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], bool]:
 def append_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Append one JSON line to a metrics.jsonl (non-finite floats are written as null)."""
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-    with open(path, "a") as f:
-        f.write(json.dumps(clean) + "\n")
+    append_line(path, json.dumps(clean) + "\n")
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -41,6 +41,8 @@ class FP32SpectralNorm(_SpectralNorm):
     """
 
     def forward(self, weight: Tensor) -> Tensor:
+        if weight.device.type == "meta":  # a size check builds on the meta device, where autocast does not exist
+            return super().forward(weight.float())
         with torch.autocast(weight.device.type, enabled=False):
             return super().forward(weight.float())
 

@@ -26,7 +26,10 @@ from common.cli import ArgumentParser, progress, run_main
 from common.config import UsageError
 from common.data import IMAGE_SUFFIXES, read_images
 from common.device import resolve_device
+from common.inputs import regular_file
+from common.outputs import disk_errors, trainer_file
 from common.registry import build
+from common.trust import safe_reason
 from gan.config import network_args, saved_config
 
 OUTPUT_KINDS = "FILE.npz, or a folder of PNGs (a path ending in / or without a suffix)"
@@ -47,7 +50,10 @@ def load_generator(path: str | Path, *, ema: bool = True, device: str | torch.de
     else:
         cfg = saved_config(state["config"], f"the config saved in {path}")
         G = build(network_args(cfg, state["sample_shape"])["generator"])
-    G.load_state_dict(state["generator_ema"] if ema and state.get("generator_ema") else state["generator"])
+    try:
+        G.load_state_dict(state["generator_ema"] if ema and state.get("generator_ema") else state["generator"])
+    except (RuntimeError, TypeError, AttributeError) as e:  # another shape, a missing or extra tensor
+        raise UsageError(f"{path}: the generator's weights do not fit its stored network ({safe_reason(e)})") from None
     return G.to(device).eval(), state["config"]
 
 
@@ -155,11 +161,12 @@ def write_samples(images: np.ndarray | Iterable[np.ndarray], out: str | Path, nu
     kind = output_kind(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        if kind == "npz":
-            _write_npz(images, tmp, num)
-        else:
-            _write_pngs(images, tmp, num)
-        os.replace(tmp, out)
+        with disk_errors(out):
+            if kind == "npz":
+                _write_npz(images, tmp, num)
+            else:
+                _write_pngs(images, tmp, num)
+            os.replace(tmp, out)
     except BaseException:  # an error or Ctrl-C: remove the partial output
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -198,6 +205,7 @@ def _write_pngs(chunks: Iterable[np.ndarray], folder: Path, num: int) -> None:
 
 def read_npz(path: str | Path) -> Tensor:
     """uint8 (N, C, H, W) from an .npz's ``images`` (or only) array; a UsageError naming the file if unreadable."""
+    regular_file(path)  # a FIFO would block np.load forever
     try:
         with np.load(path) as f:
             if "images" in f.files:
@@ -238,7 +246,7 @@ def read_folder(path: str | Path) -> Tensor:
 
 
 def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
+    return safe_reason(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,13 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=500, help="samples per forward pass (default: 500)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator even if an EMA exists")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     args = parser.parse_args(argv)
     if args.num <= 0 or args.batch_size <= 0:
         raise UsageError("--num and --batch-size must be positive")
     output_kind(args.out)
     out = Path(args.out)
-    if out.exists():
+    if trainer_file(out) or out.resolve() == Path(args.checkpoint).resolve():
+        raise UsageError(f"--out {out} is a run directory's own file, which only the trainer writes; choose another")
+    if out.exists() or out.is_symlink():
         raise UsageError(f"{out} already exists; choose another --out or delete it first")
     check_writable(out, "--out")
     device = resolve_device(args.device)

@@ -62,6 +62,8 @@ from common.features import (
     published_inception,
     sha256_file,
 )
+from common.inputs import regular_file
+from common.outputs import check_output_file, disk_errors, write_atomic
 from common.speed import no_tf32
 from gan.sample import (
     _first_line,
@@ -154,6 +156,7 @@ def prepare_samples(
         )
     if path.is_dir():
         return lambda: Samples.of(read_folder(path), spec)
+    regular_file(path)  # a FIFO would block the reader forever
     if path.suffix == ".npz":
         try:
             zipfile.ZipFile(path).close()
@@ -360,8 +363,9 @@ def _save_npz(path: Path, **arrays: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+        with disk_errors(path):
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -472,7 +476,9 @@ def score(
     if fid or kid or prc:
         ref_stats = reference_statistics(reference, extractor, batch_size=batch_size, cache=cache_path, kid=kid or prc)
     if fid:
-        stats = fid_features_to_statistics(features[extractor.layers["fid"]])
+        fid_features = features[extractor.layers["fid"]]
+        check_fid_size(n, len(reference.images), fid_features.shape[1])
+        stats = fid_features_to_statistics(fid_features)
         out |= fid_statistics_to_metric(stats, ref_stats, False)
     if kid:
         out |= kid_features_to_metric(
@@ -499,6 +505,19 @@ def score(
     if prc:
         out["protocol"]["prc"] = {"neighborhood": prc_neighborhood}
     return out
+
+
+def check_fid_size(n: int, n_ref: int, dims: int) -> None:
+    """FID needs covariances: fewer than 2 images is a UsageError; fewer images than feature dimensions gives a
+    singular covariance and a biased, unreliable FID, said in a warning on stderr (and in no number)."""
+    if min(n, n_ref) < 2:
+        raise UsageError(f"FID needs at least 2 samples and 2 reference images (have {n} and {n_ref}); score more")
+    if min(n, n_ref) < dims:
+        print(
+            f"warning: FID from {min(n, n_ref)} images (fewer than its {dims} feature dimensions) is unreliable and "
+            "not comparable to published numbers (those use 50,000 samples); score more samples",
+            file=sys.stderr,
+        )
 
 
 def protocol(
@@ -592,7 +611,7 @@ def get_args_parser() -> ArgumentParser:
         "--cache-dir", default=None, help="reference statistics cache (default: $MMIX_CACHE or ~/.cache/manifold-mixup)"
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference statistics")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
     parser.add_argument(
         "--out",
         default=None,
@@ -616,13 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the output and the cache are checked before any input is read, generated or scored
     out = Path(args.out) if args.out else _default_out(args.samples, args.ref)
     if out is not None:
-        if out.is_dir():
-            raise UsageError(f"--out {out} is a folder; name a JSON file")
-        if out.exists() and not args.overwrite:  # checked again when writing
-            raise UsageError(f"{out} already exists; pass --overwrite or choose another --out")
-        if not out.parent.is_dir() and not out.parent.is_file():
-            raise UsageError(f"--out {out}: folder {out.parent} does not exist")
-        check_writable(out, "--out")
+        inputs = tuple(p for p in (args.samples, args.ref) if p)
+        check_output_file(out, overwrite=args.overwrite, inputs=inputs)  # checked again when writing
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else cache_dir()
     if cache is not None and args.ref:
         check_writable(cache / "reference-stats", "--cache-dir")
@@ -654,11 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out is None:  # a dataset split has no folder to write beside: the JSON goes to stdout only
         print(text, end="")
         return 0
-    try:
-        with open(out, "w" if args.overwrite else "x") as f:
-            f.write(text)
-    except FileExistsError:
-        raise UsageError(f"{out} appeared while scoring; results not written (pass --overwrite)") from None
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} appeared while scoring; results not written (pass --overwrite)")
+    write_atomic(out, text)
     print(f"wrote {out}")
     return 0
 

@@ -325,12 +325,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_sizes(s.cfg, task, s.device)
     t = build_training(s, task)
     s.begin()
+    # The scorer is set up before the checkpoint's RNG state is restored: building its extractor draws from
+    # torch's generator (a network's initial weights), which a new run does here too; after the restore it
+    # would shift every later draw of a resumed run (exact resume).
+    skipped = task.start_evaluation() if s.dist.main else None
     step, meter = 0, LossMeter()
     if s.resuming:
         state = s.restore(t.states(), extra=("fixed_z",))
         t.fixed_z, step, meter = state["fixed_z"], state["step"], LossMeter(state["meter"])
         s.say(f"resumed at generator update {step} of {s.cfg.steps}")
-    skipped = task.start_evaluation() if s.dist.main else None
     if skipped:
         s.say(skipped)
         s.run.log(step=step, scoring=skipped)

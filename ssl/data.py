@@ -41,14 +41,10 @@ def build_data(cfg: SSLConfig, device: torch.device, saved_split: Path | None = 
     test = load_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download)
     if saved_split is not None:
         split = Split.load(saved_split, num_train=len(train.labels), dataset=cfg.dataset)
+        check_split_fits(cfg, split, f"{saved_split} (the run's own split)")
     elif cfg.split is not None:
         split = Split.load(cfg.split, num_train=len(train.labels), dataset=cfg.dataset)
-        wanted = len(split.unlabelled) if cfg.all_labels else cfg.labels
-        check(
-            len(split.labelled) == wanted and set(split.labelled) <= set(split.unlabelled),
-            f"--split {cfg.split} has {len(split.labelled)} labelled images of {len(split.unlabelled)} "
-            f"but --labels is {cfg.labels}",
-        )
+        check_split_fits(cfg, split, f"--split {cfg.split}")
     else:
         num_val = info.num_val if cfg.val_size is None else cfg.val_size
         split = new_split(cfg, train.labels.numpy(), num_val, info.num_classes)
@@ -90,6 +86,22 @@ def build_data(cfg: SSLConfig, device: torch.device, saved_split: Path | None = 
         preprocess=preprocess,
         num_classes=info.num_classes,
         channels=info.channels,
+    )
+
+
+def check_split_fits(cfg: SSLConfig, split: Split, what: str) -> None:
+    """Refuse a split whose labelled images are not the config's ``--labels`` (or all of them with ``--labels
+    all``), not among its training images, or whose validation set is not the ``--val-size`` given."""
+    wanted = len(split.unlabelled) if cfg.all_labels else cfg.labels
+    check(
+        len(split.labelled) == wanted and bool(np.isin(split.labelled, split.unlabelled).all()),
+        f"{what} has {len(split.labelled)} labelled images of {len(split.unlabelled)} but --labels is {cfg.labels}; "
+        "use the split of a run with the same --labels",
+    )
+    check(
+        cfg.val_size is None or cfg.val_size == len(split.val),
+        f"{what} holds {len(split.val)} validation images but --val-size is {cfg.val_size}; a split fixes its "
+        "validation set: drop --val-size or give no split",
     )
 
 

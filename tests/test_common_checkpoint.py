@@ -25,7 +25,7 @@ def test_a_checkpoint_carries_its_format_version_is_atomic_and_loads_with_weight
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
     save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 7, "rng": rng_state()})
-    assert not path.with_name(CHECKPOINT + ".tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]  # no temporary file left
     state = torch.load(path, weights_only=True)
     assert state["step"] == 7 and state[FORMAT_KEY] == FORMAT_VERSION
     torch.testing.assert_close(state["model"]["weight"], model.weight)

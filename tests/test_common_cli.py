@@ -85,8 +85,11 @@ def no_data(monkeypatch):
     monkeypatch.setattr(S, "build_data", build_data)
 
 
+NO_MPS = [] if torch.backends.mps.is_available() else ["mps"]  # refused where there is no Apple GPU
+
+
 @pytest.mark.parametrize(
-    "device", ["mps", "meta", "nonsense", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+    "device", [*NO_MPS, "meta", "nonsense", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
 )
 def test_unsupported_devices_are_one_line_and_leave_no_run_folder(tmp_path, capsys, no_data, device):
     code, _, err = cli([*SSL, "--device", device, "--out", str(tmp_path / "run")], capsys)
@@ -96,7 +99,7 @@ def test_unsupported_devices_are_one_line_and_leave_no_run_folder(tmp_path, caps
 
 def test_resolve_device_accepts_only_cpu_and_visible_gpus():
     assert resolve_device("cpu").type == "cpu"
-    for name in ["mps", "meta", "xla", "nonsense", "", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"]):
+    for name in [*NO_MPS, "meta", "xla", "nonsense", "", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"]):
         with pytest.raises(UsageError):
             resolve_device(name)
 

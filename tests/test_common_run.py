@@ -44,7 +44,7 @@ def test_overwrite_replaces_the_run_once_the_new_one_has_a_checkpoint(tmp_path):
     (out / "metrics.jsonl").write_text('{"step": 1}\n')
     prepare_run_dir(out, resume=False, overwrite=True)
     run = Run(out, {"lr": 0.2}, resume=False, overwrite=True).begin()
-    assert not (out / "metrics.jsonl").exists()
+    assert (out / "metrics.jsonl").read_text() == ""  # a new, empty log
     assert (out / "config.yaml").read_text() == "lr: 0.2\n"
     (aside,) = tmp_path.glob("run.replaced-*")  # the old run, kept until the first checkpoint
     assert (aside / "metrics.jsonl").read_text() == '{"step": 1}\n'
@@ -290,8 +290,12 @@ def test_a_crash_before_the_first_checkpoint_puts_the_old_run_back(tmp_path, mon
         raise crash
 
     monkeypatch.setattr(G, "train_iteration", fail)
-    with pytest.raises(type(crash)):
-        cli(G.main, [*RING, "--out", str(out), "--overwrite"], capsys)
+    if isinstance(crash, KeyboardInterrupt):  # Ctrl-C: one line and the shell's exit code, no traceback
+        code, _, err = cli(G.main, [*RING, "--out", str(out), "--overwrite"], capsys)
+        assert code == 130 and "interrupted" in err and "the old run is back" in err and "Traceback" not in err
+    else:
+        with pytest.raises(type(crash)):
+            cli(G.main, [*RING, "--out", str(out), "--overwrite"], capsys)
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
