@@ -23,20 +23,18 @@ import yaml
 from common.checkpoint import check_owner, load_checkpoint, save_checkpoint
 from common.config import UsageError, diff
 from common.lock import lock_run_dir, unlock_run_dir
+from common.metrics_file import append_metrics, read_metrics, truncate_metrics
 from common.replaced import PENDING
 from common.rundir import (
     CHECKPOINT,
     CONFIG,
     METRICS,
     SUMMARY,
-    append_metrics,
     check_replaceable,
     holds_run,
     load_saved_config,
     read_marker,
-    read_metrics,
     resume_command,
-    truncate_metrics,
     write_atomic,
     write_marker,
 )
