@@ -461,7 +461,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, mo
     for args, expect in [
         (["--cache-dir", str(tmp_path / "file" / "cache"), "--out", str(tmp_path / "s.json")], "is a file, not a"),
         (["--out", str(tmp_path / "file" / "s.json")], "file is a file, not a folder"),
-        (["--out", str(tmp_path / "folder"), "--overwrite"], "is a folder; name a JSON file"),
+        (["--out", str(tmp_path / "folder"), "--overwrite"], "is a folder; name a file"),
     ]:
         with pytest.raises(UsageError, match=expect):
             S.main([*common, "--device", "cpu", *args])

@@ -244,7 +244,7 @@ def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tm
     "base, flag, value, message",
     [
         ("ring", "--batch-size", "1000000000", "GiB"),  # the ring has no finite set: the memory estimate
-        ("ring", "--z-dim", "1000000000", "GiB"),
+        ("ring", "--z-dim", "1000000000", "outside the sane range"),  # bounded before the memory estimate
         ("ring", "--eval-samples", "1000000000000", "GiB"),
         ("digits", "--batch-size", "1000000000", "larger than the 1297 training images"),
         ("digits", "--d-down", "4", "--d-down 4: D cannot halve 8-pixel images that often; use at most 3"),

@@ -430,7 +430,8 @@ def test_bad_number_on_the_command_line_is_one_line_exit_2_and_writes_nothing(tm
         ("--batch-size", "1000000000", "larger than the 50 labelled images"),
         ("--unlabelled-batch-size", "1000000000", "larger than the 1097 unlabelled images"),
         ("--translate", "8", "smaller than the 8-pixel images"),
-        ("--width", "100000", "GiB"),  # the memory estimate: petabytes of weights
+        ("--width", "100000", "outside the sane range"),  # the network's arguments are bounded before any estimate
+        ("--width", "200", "parameters, beyond"),  # within the bounds: billions of parameters are refused too
     ],
 )
 def test_impossible_sizes_are_refused_before_the_run_folder_exists(tmp_path, flag, value, message):
