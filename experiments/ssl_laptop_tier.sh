@@ -7,7 +7,7 @@
 #   TIER=supervised bash experiments/ssl_laptop_tier.sh  # every label:      OUT=runs/laptop-sup
 #   TIER=lowlabel bash experiments/ssl_laptop_tier.sh    # 4,000 labels and nothing else: OUT=runs/lowlabel
 #     (3 methods x 3 seeds first, then the α, layer-set and loss ablations on seeds 0 and 1; ONLY=main stops
-#     after the 3 x 3, ONLY=ablations runs the ablations alone)
+#     after the 3 x 3, ONLY=ablations runs the ablations alone, ABLATIONS="manifold-a1 manifold-a4" a subset)
 set -euo pipefail
 TIER=${TIER:-ssl}
 DATA=${DATA:-data/cifar10-jpeg75}
@@ -32,8 +32,8 @@ declare -A FLAGS=(
   [set-all]="--method manifold --mix-points pixel,h1,h2,h3"
   [supervised-bce]="--method supervised --loss bce" [manifold-bce]="--method manifold --loss bce"
 )
-ABLATIONS="manifold-a1 manifold-a4 manifold-a0.5 supervised-bce manifold-bce set-pixel-h1 set-h1 set-pixel set-h1-h2
-  set-all"  # in the order a time-boxed session needs them
+ABLATIONS=${ABLATIONS:-manifold-a1 manifold-a4 manifold-a0.5 supervised-bce manifold-bce set-pixel-h1 set-h1 set-pixel
+  set-h1-h2 set-all}  # in the order a time-boxed session needs them (ABLATIONS="..." runs a subset)
 jobs_in_order() {  # what a time-boxed session needs first: every method on seed 0, then the other seeds
   if [ "$TIER" = lowlabel ]; then
     if [ "${ONLY:-}" != ablations ]; then
