@@ -1,0 +1,1 @@
+"""``python -m common.COMMAND`` from the repository root: forwards to ``manifold_mixup.common``."""

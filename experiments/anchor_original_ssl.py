@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.benchmark import machine, markdown_table, time_steps
-from common.cli import ArgumentParser, run_main
-from common.config import UsageError, resolve_config
-from ssl.bench import make_steps
-from ssl.config import SSLConfig
+from manifold_mixup.common.benchmark import machine, markdown_table, time_steps
+from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.config import UsageError, resolve_config
+from manifold_mixup.ssl.bench import make_steps
+from manifold_mixup.ssl.config import SSLConfig
 
 OURS = "SSL step, Algorithm 1"
 NEEDED = ("utils.py", "networks/__init__.py", "networks/wide_resnet_manifold_mixup.py")

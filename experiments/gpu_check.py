@@ -43,7 +43,7 @@ from unittest import mock  # noqa: E402
 import torch  # noqa: E402
 from torch._dynamo.utils import counters  # noqa: E402
 
-from common.config import UsageError  # noqa: E402
+from manifold_mixup.common.config import UsageError  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -140,7 +140,7 @@ def training_run(main: Callable[[list[str]], int], argv: list[str], out: Path, r
 
 
 def bench_argv(args: argparse.Namespace, device: torch.device) -> tuple[list[str], list[str]]:
-    """The flags of ssl.bench and gan.bench."""
+    """The flags of manifold_mixup.ssl.bench and manifold_mixup.gan.bench."""
     dev = ["--device", str(device)]
     if not args.tiny:
         return [*dev, "--paths", "plain,amp,fast", "--warmup", "3", "--repeat", "20"], [
@@ -185,11 +185,11 @@ def trainer_argv(args: argparse.Namespace, device: torch.device) -> tuple[list[s
 
 def plan(args: argparse.Namespace, device: torch.device) -> list[tuple[Part, Callable[[], dict[str, Any]]]]:
     """The parts in order, each with the function that runs it."""
-    import gan.bench
-    import gan.train
-    import ssl.bench
-    import ssl.train
-    from ssl.config import SSLConfig
+    import manifold_mixup.gan.bench
+    import manifold_mixup.gan.train
+    import manifold_mixup.ssl.bench
+    import manifold_mixup.ssl.train
+    from manifold_mixup.ssl.config import SSLConfig
 
     ssl_bench, gan_bench = bench_argv(args, device)
     ssl_run, gan_run = trainer_argv(args, device)
@@ -200,13 +200,13 @@ def plan(args: argparse.Namespace, device: torch.device) -> list[tuple[Part, Cal
         if "amp_dtype" not in {f.name for f in dataclasses.fields(SSLConfig)}:
             raise NotImplementedError("this version has no --amp-dtype")
         argv = [*ssl_run, "--amp-dtype", "float16", "--compile", "false", "--iterations-per-epoch", fp16_updates]
-        return training_run(ssl.train.main, argv, out / "ssl-fp16", "img_per_s")
+        return training_run(manifold_mixup.ssl.train.main, argv, out / "ssl-fp16", "img_per_s")
 
     return [
-        (Part("ssl-bench"), lambda: bench(ssl.bench, ssl_bench)),
-        (Part("gan-bench"), lambda: bench(gan.bench, gan_bench)),
-        (Part("ssl-run"), lambda: training_run(ssl.train.main, ssl_run, out / "ssl-run", "img_per_s")),
-        (Part("gan-run"), lambda: training_run(gan.train.main, gan_run, out / "gan-run", "real_per_s")),
+        (Part("ssl-bench"), lambda: bench(manifold_mixup.ssl.bench, ssl_bench)),
+        (Part("gan-bench"), lambda: bench(manifold_mixup.gan.bench, gan_bench)),
+        (Part("ssl-run"), lambda: training_run(manifold_mixup.ssl.train.main, ssl_run, out / "ssl-run", "img_per_s")),
+        (Part("gan-run"), lambda: training_run(manifold_mixup.gan.train.main, gan_run, out / "gan-run", "real_per_s")),
         (Part("ssl-fp16"), fp16),
     ]
 
@@ -226,8 +226,8 @@ def markdown(parts: Sequence[Part], header: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from common.cli import ArgumentParser
-    from common.device import resolve_device
+    from manifold_mixup.common.cli import ArgumentParser
+    from manifold_mixup.common.device import resolve_device
 
     parser = ArgumentParser(prog="python experiments/gpu_check.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md and the runs")
@@ -256,6 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from common.cli import run_main
+    from manifold_mixup.common.cli import run_main
 
     run_main(main, prog="python experiments/gpu_check.py")

@@ -24,13 +24,13 @@ import statistics
 import torch
 import yaml
 
-import ssl.train as T
-from common.checkpoint import load_checkpoint
-from common.config import resolve_config
-from common.registry import build
-from common.rundir import SPLIT
-from ssl.config import network_args
-from ssl.data import build_data
+import manifold_mixup.ssl.train as T
+from manifold_mixup.common.checkpoint import load_checkpoint
+from manifold_mixup.common.config import resolve_config
+from manifold_mixup.common.registry import build
+from manifold_mixup.common.rundir import SPLIT
+from manifold_mixup.ssl.config import network_args
+from manifold_mixup.ssl.data import build_data
 
 
 def gradient(loss: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:

@@ -25,10 +25,10 @@ from collections.abc import Sequence  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from common.cli import ArgumentParser, run_main  # noqa: E402
-from common.config import UsageError, resolve_config  # noqa: E402
-from ssl.bench import PATHS, make_steps  # noqa: E402
-from ssl.config import SSLConfig  # noqa: E402
+from manifold_mixup.common.cli import ArgumentParser, run_main  # noqa: E402
+from manifold_mixup.common.config import UsageError, resolve_config  # noqa: E402
+from manifold_mixup.ssl.bench import PATHS, make_steps  # noqa: E402
+from manifold_mixup.ssl.config import SSLConfig  # noqa: E402
 
 KINDS = {  # first match wins, on the lower-cased operator name
     "convolution": ("conv",),

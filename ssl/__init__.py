@@ -1,11 +1,12 @@
-"""Semi-supervised Manifold Mixup, and a stand-in for Python's standard ``ssl`` module.
+"""``python -m ssl.train`` from the repository root, and a stand-in for Python's standard ``ssl`` module.
 
-The package is named ``ssl`` so that ``python -m ssl.train`` works, which is also the name of
-the standard library's TLS module. When the repository root is on ``sys.path`` (it is, for
-``python -m ...`` run from there) this package shadows the standard module, and everything that
-does ``import ssl`` (asyncio, urllib, http.client, pip, torch) would break. So this file first
-executes the standard library's ``ssl.py`` in its own namespace: ``import ssl`` keeps giving a
-working TLS module, and ``ssl.train`` / ``ssl.data`` are still our submodules.
+The trainer lives in :mod:`manifold_mixup.ssl`; this folder keeps the commands of earlier releases
+(``python -m ssl.train``, ``ssl.bench`` and the ``ssl.*`` analyses) working from the repository root. It is
+named ``ssl``, which is also the name of the standard library's TLS module. When the repository root is on
+``sys.path`` (it is, for ``python -m ...`` run from there) this package shadows the standard module, and
+everything that does ``import ssl`` (asyncio, urllib, http.client, pip, torch) would break. So this file
+first executes the standard library's ``ssl.py`` in its own namespace: ``import ssl`` keeps giving a
+working TLS module, and ``ssl.train`` / ``ssl.bench`` are still the commands.
 """
 
 import os as _os

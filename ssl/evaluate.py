@@ -1,15 +1,7 @@
-"""Moved to :mod:`analyses.evaluate` (the paper's analyses live in analyses/).
-
-``python -m ssl.evaluate`` still runs it and ``import ssl.evaluate`` gives that module, so the commands
-and imports of earlier releases keep working.
-"""
+"""``python -m ssl.evaluate`` (earlier releases' name), from the repository root: runs
+:mod:`manifold_mixup.analyses.evaluate`."""
 
 import runpy
-import sys
 
 if __name__ == "__main__":
-    runpy.run_module("analyses.evaluate", run_name="__main__", alter_sys=True)
-else:
-    import analyses.evaluate
-
-    sys.modules[__name__] = analyses.evaluate
+    runpy.run_module("manifold_mixup.analyses.evaluate", run_name="__main__", alter_sys=True)

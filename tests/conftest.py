@@ -71,7 +71,7 @@ def signal_after(base: type, polls: int, signum: int) -> type:
 def main_in_process(capsys):
     """``run(main, *argv) -> (exit code, stdout, stderr)``: a command's ``main`` through ``common.cli.run_main``
     as ``python -m`` would run it, without a subprocess's seconds of imports. A traceback propagates."""
-    from common.cli import run_main
+    from manifold_mixup.common.cli import run_main
 
     def run(main, *argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -93,7 +93,7 @@ def in_process(main_in_process):
     import importlib
 
     def run(module: str, *argv: str) -> subprocess.CompletedProcess:
-        code, out, err = main_in_process(importlib.import_module(module).main, *argv)
+        code, out, err = main_in_process(importlib.import_module(f"manifold_mixup.{module}").main, *argv)
         return subprocess.CompletedProcess([module, *argv], code, out, err)
 
     return run

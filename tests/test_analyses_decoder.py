@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-import analyses.decoder as M
+import manifold_mixup.analyses.decoder as M
 
 from conftest import ROOT, run_module
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-import analyses.evaluate as E
-from common.augment import ZCA, Preprocess
-from common.cli import run_main
+import manifold_mixup.analyses.evaluate as E
+from manifold_mixup.common.augment import ZCA, Preprocess
+from manifold_mixup.common.cli import run_main
 
 from conftest import ROOT, run_module
 
@@ -82,8 +82,8 @@ def test_one_pgd_step_of_size_eps_is_fgsm_and_the_projection_keeps_the_ball():
 @pytest.fixture(scope="module")
 def digits_mlp():
     """A 64-128-10 MLP trained on the bundled digits in about a second: ~95% test accuracy."""
-    from analyses.flattening import fit, load_digits_split
-    from common.staged import StagedNet
+    from manifold_mixup.analyses.flattening import fit, load_digits_split
+    from manifold_mixup.common.staged import StagedNet
 
     x, y, xt, yt = load_digits_split()
     torch.manual_seed(0)

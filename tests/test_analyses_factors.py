@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import analyses.factors as M
-from common.mixup import mix, sample_lam
+import manifold_mixup.analyses.factors as M
+from manifold_mixup.common.mixup import mix, sample_lam
 
 
 def _factors(angle=0.0, bar=0.0, scale=1.0, dx=0.0, dy=0.0, width=0.8):

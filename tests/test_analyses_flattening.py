@@ -3,9 +3,16 @@ import json
 import pytest
 import torch
 
-from analyses.flattening import BOTTLENECK, RECIPES, digits_net, main, parse_seeds, singular_value_summary
-from common.config import UsageError
-from common.layers import check_layers
+from manifold_mixup.analyses.flattening import (
+    BOTTLENECK,
+    RECIPES,
+    digits_net,
+    main,
+    parse_seeds,
+    singular_value_summary,
+)
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.layers import check_layers
 
 
 def orthonormal(rows: int, cols: int, g: torch.Generator) -> torch.Tensor:

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import analyses.interpolation as M
-from common.layers import LayerMixup
-from common.staged import StagedNet
+import manifold_mixup.analyses.interpolation as M
+from manifold_mixup.common.layers import LayerMixup
+from manifold_mixup.common.staged import StagedNet
 
 from conftest import ROOT, run_module
 

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from analyses.spiral import BOTTLENECK, METHODS, hidden_box, main, make_spirals, spiral_net
-from common.config import UsageError
-from common.layers import check_layers
+from manifold_mixup.analyses.spiral import BOTTLENECK, METHODS, hidden_box, main, make_spirals, spiral_net
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.layers import check_layers
 
 
 def test_spirals_have_the_right_shapes_and_balanced_labels():

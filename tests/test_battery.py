@@ -12,15 +12,15 @@ import pytest
 import torch
 import yaml
 
-import common.plot as P
-import common.report as R
-import gan.sample as GS
-import gan.score as S
-import gan.train as GT
-import ssl.evaluate as E
-import ssl.train as T
-from common.config import UsageError
-from common.outputs import write_atomic
+import manifold_mixup.analyses.evaluate as E
+import manifold_mixup.common.plot as P
+import manifold_mixup.common.report as R
+import manifold_mixup.gan.sample as GS
+import manifold_mixup.gan.score as S
+import manifold_mixup.gan.train as GT
+import manifold_mixup.ssl.train as T
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.outputs import write_atomic
 
 from conftest import ROOT, metrics_without_time, signal_after
 
@@ -145,7 +145,7 @@ def _enospc_after(monkeypatch, module, name, calls=0):
 
 
 def test_torch_save_on_a_full_disk_is_recognised_too(tmp_path):
-    from common.outputs import is_disk_full
+    from manifold_mixup.common.outputs import is_disk_full
 
     assert is_disk_full(RuntimeError(f"[enforce fail at inline_container.cc:664] . {os.strerror(errno.ENOSPC)}"))
     assert not is_disk_full(RuntimeError("shape mismatch"))
@@ -173,7 +173,7 @@ def test_trainer_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(when, t
             assert T.main([*SSL_TINY, "--out", str(out), "--overwrite"]) == 128 + signal.SIGTERM
             monkeypatch.undo()
     before = tree(out) if out.exists() else {}
-    import common.checkpoint as checkpoint_module
+    import manifold_mixup.common.checkpoint as checkpoint_module
 
     monkeypatch.setattr(
         checkpoint_module.torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))
@@ -189,7 +189,7 @@ def test_trainer_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(when, t
 
 
 def test_metrics_log_on_a_full_disk_is_one_line(tmp_path, monkeypatch, main_in_process):
-    import common.outputs as outputs
+    import manifold_mixup.common.outputs as outputs
 
     real_open = open
 
@@ -235,7 +235,7 @@ RESUME_CASES = [
 @pytest.mark.parametrize("signum", [signal.SIGTERM])
 def test_exact_resume_after_a_stop(main, argv, polls, keys, signum, tmp_path, monkeypatch):
     if "--eval-samples" in argv and "20" in argv:
-        from common.features import digits_extractor_weights
+        from manifold_mixup.common.features import digits_extractor_weights
 
         digits_extractor_weights()  # trained once per session, as a user's first digits run does
     assert main([*argv, "--out", str(tmp_path / "full")]) == 0
@@ -251,8 +251,8 @@ def test_exact_resume_after_a_stop(main, argv, polls, keys, signum, tmp_path, mo
 def test_a_killed_digits_gan_resumes_exactly_from_its_first_checkpoint(tmp_path, monkeypatch):
     """Killed (kill -9) right after its first checkpoint: the resume ends where the uninterrupted run ends (the
     image path's scorer once shifted the random stream of a resume)."""
-    import common.run as run_module
-    from common.features import digits_extractor_weights
+    import manifold_mixup.common.run as run_module
+    from manifold_mixup.common.features import digits_extractor_weights
 
     digits_extractor_weights()
     argv = [*GAN_TINY, "--mix", "pixel"]
@@ -286,7 +286,7 @@ def copy_run(run, tmp_path):
 
 
 def split_file(tmp_path, labelled, unlabelled, val, name="s.npz"):
-    from common.data import Split
+    from manifold_mixup.common.data import Split
 
     path = tmp_path / name
     Split(np.asarray(labelled), np.asarray(unlabelled), np.asarray(val)).save(path, dataset="digits", num_train=1297)
@@ -294,7 +294,7 @@ def split_file(tmp_path, labelled, unlabelled, val, name="s.npz"):
 
 
 def _other_split(run, tmp_path, **change):
-    from common.data import Split
+    from manifold_mixup.common.data import Split
 
     s = Split.load(run / "split.npz", num_train=1297, dataset="digits")
     parts = {"labelled": s.labelled, "unlabelled": s.unlabelled, "val": s.val} | change
@@ -371,7 +371,7 @@ def test_ssl_evaluate_refuses_a_truncated_split_in_one_line(ssl_run, tmp_path, m
 def test_overwrite_of_a_link_or_a_mount_point_is_refused_and_nothing_moves(
     target, ssl_run, tmp_path, monkeypatch, main_in_process
 ):
-    import common.run as run_module
+    import manifold_mixup.common.run as run_module
 
     out = copy_run(ssl_run, tmp_path)
     given = out
@@ -455,7 +455,7 @@ LOADER_CASES = [
 
 @pytest.mark.parametrize(("harm", "make", "message"), LOADER_CASES, ids=[c[0] for c in LOADER_CASES])
 def test_an_image_folder_made_to_hurt_is_refused_in_one_line(harm, make, message, tmp_path):
-    from common.data import load_image_folder
+    from manifold_mixup.common.data import load_image_folder
 
     root = image_folder(tmp_path)
     make(root)
@@ -492,7 +492,7 @@ def test_a_fifo_given_as_an_input_is_refused_not_read(what, tmp_path, main_in_pr
 
 
 def _checkpoint_with(path, model_args):
-    from common.checkpoint import save_checkpoint
+    from manifold_mixup.common.checkpoint import save_checkpoint
 
     state = torch.load(path, weights_only=True)
     state["model_args"] = model_args
@@ -534,7 +534,7 @@ def test_a_refused_unsafe_pickle_never_advises_turning_the_safety_off(tmp_path, 
             return (print, ("pwned",))
 
     torch.save({"model": Evil()}, tmp_path / "w.pt")
-    from common.features import DIGITS_EXTRACTOR
+    from manifold_mixup.common.features import DIGITS_EXTRACTOR
 
     with pytest.raises(UsageError) as info:
         S.Extractor(DIGITS_EXTRACTOR, tmp_path / "w.pt")
@@ -560,15 +560,16 @@ def test_the_package_imports_and_locks_without_fcntl(tmp_path):
 
     code = (
         "import sys; sys.modules['fcntl'] = None\n"
-        "import common.cli, common.lock, common.run  # what every command imports\n"
-        "key = common.lock.lock_run_dir(sys.argv[1]); common.lock.unlock_run_dir(key); print('ok')\n"
+        "import manifold_mixup.common.cli, manifold_mixup.common.run  # what every command imports\n"
+        "import manifold_mixup.common.lock as lock\n"
+        "key = lock.lock_run_dir(sys.argv[1]); lock.unlock_run_dir(key); print('ok')\n"
     )
     result = run_python("-c", code, str(tmp_path))
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 def test_the_portable_lock_refuses_a_second_holder(tmp_path, monkeypatch):
-    import common.lock as D
+    import manifold_mixup.common.lock as D
 
     monkeypatch.setattr(D, "_fcntl", lambda: None)
     first = D.DirLock(tmp_path)
@@ -579,7 +580,7 @@ def test_the_portable_lock_refuses_a_second_holder(tmp_path, monkeypatch):
 
 
 def test_device_mps_is_accepted_where_pytorch_has_it_and_refused_clearly_where_not(monkeypatch):
-    from common.device import resolve_device
+    from manifold_mixup.common.device import resolve_device
 
     mps = torch.backends.mps
     monkeypatch.setattr(mps, "is_built", lambda: False)
@@ -611,7 +612,7 @@ def test_resume_with_a_checkpoint_of_another_width_is_one_line(ssl_run, tmp_path
 
 
 def test_weights_of_another_shape_are_one_line_on_load(tmp_path):
-    from common.loop import load_into
+    from manifold_mixup.common.loop import load_into
 
     with pytest.raises(UsageError, match=r"does not fit this run's network \(Error\(s\) in loading"):
         load_into(torch.nn.Linear(3, 2), torch.nn.Linear(4, 2).state_dict(), "model", tmp_path / "c.pt")
@@ -619,7 +620,7 @@ def test_weights_of_another_shape_are_one_line_on_load(tmp_path):
 
 @pytest.mark.parametrize("when", ["start-up", "second Ctrl-C in the loop"])
 def test_ctrl_c_is_one_line_and_the_exit_code_130(when, tmp_path, monkeypatch, main_in_process):
-    import ssl.data as ssl_data
+    import manifold_mixup.ssl.data as ssl_data
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from classifiers.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
-from classifiers.recipes import build_classifier
-from classifiers.wrn import WideResNet
-from common.config import UsageError
-from common.layers import LayerMixup, check_layers
-from common.mixup import sample_mix
-from common.registry import ARCHS, classifiers
+from manifold_mixup.classifiers.preact import PAPER_MIX_POINTS, PreActResNet, PreActResNet18, PreActResNet34
+from manifold_mixup.classifiers.recipes import build_classifier
+from manifold_mixup.classifiers.wrn import WideResNet
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.layers import LayerMixup, check_layers
+from manifold_mixup.common.mixup import sample_mix
+from manifold_mixup.common.registry import ARCHS, classifiers
 
 
 def num_params(model):

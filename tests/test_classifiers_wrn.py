@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from classifiers.wrn import WideResNet
+from manifold_mixup.classifiers.wrn import WideResNet
 
 
 def test_wrn_28_2_has_the_size_of_oliver_et_al():

@@ -3,8 +3,8 @@ import itertools
 import pytest
 import torch
 
-from common.augment import ZCA, Preprocess, normalize, random_flip, random_translate
-from common.data import load_dataset
+from manifold_mixup.common.augment import ZCA, Preprocess, normalize, random_flip, random_translate
+from manifold_mixup.common.data import load_dataset
 
 
 def test_normalize_is_per_channel():

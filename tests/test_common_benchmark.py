@@ -4,8 +4,15 @@ import re
 import pytest
 import torch
 
-from common.benchmark import Timing, check_timing_args, markdown_table, same_draws, time_paths, time_steps
-from common.config import UsageError
+from manifold_mixup.common.benchmark import (
+    Timing,
+    check_timing_args,
+    markdown_table,
+    same_draws,
+    time_paths,
+    time_steps,
+)
+from manifold_mixup.common.config import UsageError
 
 
 def test_cases_are_warmed_up_then_timed_in_turns():

@@ -3,13 +3,19 @@ import shutil
 import pytest
 import torch
 
-import gan.train as G
-from common.checkpoint import FORMAT_KEY, FORMAT_VERSION, format_version, load_checkpoint, save_checkpoint
-from common.config import UsageError
-from common.registry import build
-from common.rng import rng_state
-from common.rundir import CHECKPOINT
-from gan.sample import main as sample_main
+import manifold_mixup.gan.train as G
+from manifold_mixup.common.checkpoint import (
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    format_version,
+    load_checkpoint,
+    save_checkpoint,
+)
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.registry import build
+from manifold_mixup.common.rng import rng_state
+from manifold_mixup.common.rundir import CHECKPOINT
+from manifold_mixup.gan.sample import main as sample_main
 
 from conftest import ROOT, metrics_without_time
 

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import ssl.train as S
-from common.cli import ArgumentParser, run_main
-from common.config import UsageError
-from common.device import resolve_device
+import manifold_mixup.ssl.train as S
+from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.device import resolve_device
 
 from conftest import ROOT
 

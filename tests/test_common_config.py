@@ -3,8 +3,8 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from common.cli import trainer_parser
-from common.config import UsageError, check, cli_overrides, coerce, diff, opt, resolve_config, to_dict
+from manifold_mixup.common.cli import trainer_parser
+from manifold_mixup.common.config import UsageError, check, cli_overrides, coerce, diff, opt, resolve_config, to_dict
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def test_diff_lists_changed_fields():
 
 
 def test_help_shows_choices_as_accepted_and_readable_metavars():
-    from ssl.train import SSLConfig
+    from manifold_mixup.ssl.train import SSLConfig
 
     text = trainer_parser(SSLConfig, "python -m ssl.train", "", None).format_help()
     assert "--method {manifold,input,supervised}" in text and "--consistency {logit,prob}" in text
@@ -128,7 +128,7 @@ def test_a_config_file_that_is_not_utf8_is_a_usage_error(tmp_path):
     ],
 )
 def test_check_number_refuses_non_finite_and_out_of_range_values(value, bounds, message):
-    from common.config import check_number
+    from manifold_mixup.common.config import check_number
 
     with pytest.raises(UsageError) as e:
         check_number("--x", value, **bounds)
@@ -136,7 +136,7 @@ def test_check_number_refuses_non_finite_and_out_of_range_values(value, bounds, 
 
 
 def test_check_number_accepts_values_in_range():
-    from common.config import check_number
+    from manifold_mixup.common.config import check_number
 
     check_number("--x", 0.5, gt=0, le=1)
     check_number("--x", 1.0, gt=0, le=1)
@@ -169,7 +169,7 @@ def test_an_old_key_name_is_read_as_the_new_one_with_a_one_line_note(tmp_path, c
 
 
 def test_field_defaults_are_written_as_to_dict_writes_them():
-    from common.config import field_defaults
+    from manifold_mixup.common.config import field_defaults
 
     @dataclass(frozen=True)
     class Small:

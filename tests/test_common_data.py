@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from common.config import UsageError
-from common.data import (
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.data import (
     CIFAR10_CLASSES,
     DATASETS,
     Split,

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from common.config import UsageError
-from common.dist import Dist, agree_to_stop, shard
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.dist import Dist, agree_to_stop, shard
 
 from conftest import ROOT, metrics_without_time, run_module
 

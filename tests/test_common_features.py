@@ -1,14 +1,14 @@
 import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from common.features import (
+from manifold_mixup.common.features import (
     DIGITS_EXTRACTOR,
     RECIPE,
     DigitsFeatureExtractor,
     digits_extractor_weights,
     train_digits_classifier,
 )
-from gan.score import Samples, load_samples, score
+from manifold_mixup.gan.score import Samples, load_samples, score
 
 
 def test_training_is_deterministic():

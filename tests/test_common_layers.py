@@ -8,11 +8,11 @@ from torch import Tensor, nn
 from torch._dynamo.utils import counters
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from classifiers.wrn import WideResNet
-from common.config import UsageError
-from common.layers import LayerMixup, check_layers, replace_output
-from common.mixup import Mix, mix, sample_mix
-from common.staged import StagedNet
+from manifold_mixup.classifiers.wrn import WideResNet
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.layers import LayerMixup, check_layers, replace_output
+from manifold_mixup.common.mixup import Mix, mix, sample_mix
+from manifold_mixup.common.staged import StagedNet
 
 from conftest import ROOT
 

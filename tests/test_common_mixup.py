@@ -2,7 +2,7 @@ import pytest
 import torch
 from scipy import stats
 
-from common.mixup import mix, sample_lam, sample_mix
+from manifold_mixup.common.mixup import mix, sample_lam, sample_mix
 
 
 def batch(n: int = 6):

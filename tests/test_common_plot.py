@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from common.config import UsageError
-from common.plot import curve, plot_runs
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.plot import curve, plot_runs
 
 
 def fake_run(path, slope):
@@ -19,7 +19,7 @@ def fake_run(path, slope):
 
 def test_curve_reads_one_metric_against_epochs(tmp_path):
     run = fake_run(tmp_path / "a", 1.0)
-    from common.plot import read_metrics
+    from manifold_mixup.common.plot import read_metrics
 
     epochs, values = curve(read_metrics(run), "val_acc")
     assert epochs == list(range(1, 11)) and values[-1] == pytest.approx(1.0)
@@ -55,7 +55,7 @@ def fake_gan_run(path, evaluation, mix=True):
 
 
 def test_a_gan_run_is_plotted_against_steps_with_the_keys_it_logged(tmp_path):
-    from common.plot import panels, read_metrics
+    from manifold_mixup.common.plot import panels, read_metrics
 
     ring = read_metrics(fake_gan_run(tmp_path / "ring", {"modes_covered": 0.1, "high_quality": 0.01}))
     assert panels([ring]) == ["d_loss", "g_loss", "d_mix", "modes_covered", "high_quality"]
@@ -72,7 +72,7 @@ def test_a_gan_run_is_plotted_against_steps_with_the_keys_it_logged(tmp_path):
 
 
 def test_the_command_plots_a_gan_run_by_default_and_by_flag(tmp_path, main_in_process):
-    from common.plot import main
+    from manifold_mixup.common.plot import main
 
     run = fake_gan_run(tmp_path / "ring", {"modes_covered": 0.1, "high_quality": 0.01})
     for extra in ([], ["--metrics", "d_loss,modes_covered"]):

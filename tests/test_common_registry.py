@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-import gan.nets  # noqa: F401  registers the SNGAN networks
-from common.config import UsageError
-from common.registry import ARCHS, PREFIXES, Arch, build, register, register_prefix, spec
+import manifold_mixup.gan.nets  # noqa: F401  registers the SNGAN networks
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.registry import ARCHS, PREFIXES, Arch, build, register, register_prefix, spec
 
 
 def test_a_spec_rebuilds_the_network_it_names():
@@ -23,7 +23,7 @@ def test_a_name_cannot_be_registered_twice_and_a_prefix_resolves(monkeypatch):
     monkeypatch.setitem(ARCHS, "tiny-test", Arch(nn.Linear, "tiny-test"))
     with pytest.raises(ValueError):
         register("tiny-test")(nn.Identity)
-    monkeypatch.setattr("common.registry.PREFIXES", dict(PREFIXES))
+    monkeypatch.setattr("manifold_mixup.common.registry.PREFIXES", dict(PREFIXES))
     register_prefix("lib", lambda name: {"linear": nn.Linear}.get(name))
     assert isinstance(build(spec("lib:linear", in_features=2, out_features=3)), nn.Linear)
     with pytest.raises(UsageError, match="lib:NAME"):
@@ -31,8 +31,8 @@ def test_a_name_cannot_be_registered_twice_and_a_prefix_resolves(monkeypatch):
 
 
 def test_a_recipe_stores_its_constructor_and_full_arguments_so_a_checkpoint_needs_no_recipe():
-    import classifiers.recipes  # noqa: F401  registers the classifier recipes
-    from common.registry import get_arch, recipe_spec
+    import manifold_mixup.classifiers.recipes  # noqa: F401  registers the classifier recipes
+    from manifold_mixup.common.registry import get_arch, recipe_spec
 
     args = recipe_spec("wrn28_10", num_classes=10, in_channels=3)
     assert args["arch"] == "wrn" and args["args"]["width"] == 10 and args["args"]["leaky_slope"] == 0.0

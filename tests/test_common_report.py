@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import UsageError
-from common.report import markdown, run_numbers, summarize_grid
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.report import markdown, run_numbers, summarize_grid
 
 from conftest import run_module
 
@@ -72,7 +72,7 @@ def test_a_run_still_training_is_left_out_unless_asked(tmp_path, capsys):
 
 
 def test_archive_files_re_derive_the_table_exactly(tmp_path, capsys):
-    from common.report import main
+    from manifold_mixup.common.report import main
 
     for seed, test in enumerate([0.70, 0.74]):
         run = fake_run(tmp_path / "runs" / f"manifold-s{seed}", [0.5, 0.6], [0.5, test], wall=60)
@@ -96,7 +96,7 @@ def test_archive_files_re_derive_the_table_exactly(tmp_path, capsys):
 
 
 def test_json_output_is_never_replaced_without_overwrite(tmp_path):
-    from common.report import main
+    from manifold_mixup.common.report import main
 
     fake_run(tmp_path / "input-s0", [0.5], [0.6])
     (tmp_path / "config.yaml").write_text("keep: me\n")

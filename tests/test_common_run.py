@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import gan.train as G
-import ssl.train as S
-from common.checkpoint import save_checkpoint
-from common.cli import run_main
-from common.config import UsageError, load_yaml
-from common.device import resolve_device
-from common.rng import rng_state, set_rng_state
-from common.run import Run
-from common.rundir import CHECKPOINT, MARKER, prepare_run_dir, resume_command
+import manifold_mixup.gan.train as G
+import manifold_mixup.ssl.train as S
+from manifold_mixup.common.checkpoint import save_checkpoint
+from manifold_mixup.common.cli import run_main
+from manifold_mixup.common.config import UsageError, load_yaml
+from manifold_mixup.common.device import resolve_device
+from manifold_mixup.common.rng import rng_state, set_rng_state
+from manifold_mixup.common.run import Run
+from manifold_mixup.common.rundir import CHECKPOINT, MARKER, prepare_run_dir, resume_command
 
 from conftest import ROOT, metrics_without_time, signal_after
 

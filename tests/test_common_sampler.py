@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from common.data import make_split
-from common.sampler import BatchStream, PairedBatches
+from manifold_mixup.common.data import make_split
+from manifold_mixup.common.sampler import BatchStream, PairedBatches
 
 
 def test_every_index_appears_once_per_pass_and_batches_straddle_passes():

@@ -4,15 +4,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch._dynamo.utils import counters
 
-import common.speed as speed_module
-import gan.train as GAN
-import ssl.train as SSL
-from classifiers.wrn import WideResNet
-from common.config import resolve_config
-from common.layers import LayerMixup
-from common.mixup import Mix
-from common.speed import Compiled, Speed, backward_step, configure, fused_kwargs, graph_budget, no_tf32
-from common.staged import StagedNet
+import manifold_mixup.common.speed as speed_module
+import manifold_mixup.gan.train as GAN
+import manifold_mixup.ssl.train as SSL
+from manifold_mixup.classifiers.wrn import WideResNet
+from manifold_mixup.common.config import resolve_config
+from manifold_mixup.common.layers import LayerMixup
+from manifold_mixup.common.mixup import Mix
+from manifold_mixup.common.speed import Compiled, Speed, backward_step, configure, fused_kwargs, graph_budget, no_tf32
+from manifold_mixup.common.staged import StagedNet
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from common.staged import StagedNet
+from manifold_mixup.common.staged import StagedNet
 
 
 def test_mix_points_name_the_input_and_every_stage_output_but_the_last():

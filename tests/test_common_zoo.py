@@ -5,10 +5,10 @@ import torch
 import torchvision
 from torch import nn
 
-from common.config import UsageError
-from common.layers import LayerMixup
-from common.mixup import sample_mix
-from common.registry import build, spec
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.layers import LayerMixup
+from manifold_mixup.common.mixup import sample_mix
+from manifold_mixup.common.registry import build, spec
 
 
 def test_a_torchvision_resnet_gets_the_cifar_stem_for_any_channel_count():

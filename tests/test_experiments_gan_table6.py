@@ -2,8 +2,8 @@ import os
 import shlex
 import subprocess
 
-import gan.train as T
-from common.config import cli_overrides, resolve_config
+import manifold_mixup.gan.train as T
+from manifold_mixup.common.config import cli_overrides, resolve_config
 
 from conftest import ROOT
 

@@ -9,7 +9,7 @@ from argparse import Namespace
 import pytest
 import torch
 
-from common.config import UsageError, cli_overrides, resolve_config
+from manifold_mixup.common.config import UsageError, cli_overrides, resolve_config
 
 from conftest import ROOT
 
@@ -48,10 +48,10 @@ def test_a_folder_of_an_earlier_check_is_refused(tmp_path):
 
 
 def test_full_size_plan_resolves_to_valid_configs(tmp_path):
-    import gan.train
-    import ssl.train
-    from gan.config import GANConfig
-    from ssl.config import SSLConfig
+    import manifold_mixup.gan.train
+    import manifold_mixup.ssl.train
+    from manifold_mixup.gan.config import GANConfig
+    from manifold_mixup.ssl.config import SSLConfig
 
     args = Namespace(tiny=False, out=str(tmp_path), data_dir="data/cifar10-jpeg75")
     names = {}
@@ -60,8 +60,8 @@ def test_full_size_plan_resolves_to_valid_configs(tmp_path):
     assert list(names) == ["ssl-bench", "gan-bench", "ssl-run", "gan-run", "ssl-fp16"]
     ssl_argv, gan_argv = gpu_check.trainer_argv(args, torch.device("cpu"))
     for parser, cls, argv in (
-        (ssl.train.get_args_parser(), SSLConfig, ssl_argv),
-        (gan.train.get_args_parser(), GANConfig, gan_argv),
+        (manifold_mixup.ssl.train.get_args_parser(), SSLConfig, ssl_argv),
+        (manifold_mixup.gan.train.get_args_parser(), GANConfig, gan_argv),
     ):
         parsed = parser.parse_args([*argv, "--out", str(tmp_path / "x")])
         cfg = resolve_config(cls, parsed.config, cli_overrides(parsed))

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.staged import StagedNet
-from gan.losses import (
+from manifold_mixup.common.staged import StagedNet
+from manifold_mixup.gan.losses import (
     apply_mixes,
     d_loss,
     g_loss,

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from gan.nets import Discriminator, Generator
+from manifold_mixup.gan.nets import Discriminator, Generator
 
 
 def test_sngan_shapes_for_cifar10():

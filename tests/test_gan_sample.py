@@ -3,10 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-import gan.train as T
-from common.config import UsageError
-from gan.sample import generate, load_generator, write_samples
-from gan.sample import main as sample_main
+import manifold_mixup.gan.train as T
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.gan.sample import generate, load_generator, write_samples
+from manifold_mixup.gan.sample import main as sample_main
 
 from conftest import ROOT, run_module
 
@@ -92,10 +92,10 @@ def no_generating(*args, **kwargs):
 
 @pytest.fixture
 def generation_forbidden(monkeypatch):
-    import gan.sample
+    import manifold_mixup.gan.sample
 
-    monkeypatch.setattr(gan.sample, "generate", no_generating)
-    monkeypatch.setattr(gan.sample, "generate_batches", no_generating, raising=False)
+    monkeypatch.setattr(manifold_mixup.gan.sample, "generate", no_generating)
+    monkeypatch.setattr(manifold_mixup.gan.sample, "generate_batches", no_generating, raising=False)
 
 
 def assert_one_line_exit_2(result, expect):
@@ -104,45 +104,49 @@ def assert_one_line_exit_2(result, expect):
 
 
 def test_unknown_output_kind_is_refused(checkpoint, tmp_path, main_in_process, generation_forbidden):
-    import gan.sample
+    import manifold_mixup.gan.sample
 
-    result = main_in_process(gan.sample.main, checkpoint, "--num", "3", "--out", tmp_path / "x.txt", "--device", "cpu")
+    result = main_in_process(
+        manifold_mixup.gan.sample.main, checkpoint, "--num", "3", "--out", tmp_path / "x.txt", "--device", "cpu"
+    )
     assert_one_line_exit_2(result, "unknown output kind '.txt'; write FILE.npz, or a folder of PNGs")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_outputs_under_a_file_are_refused(checkpoint, tmp_path, main_in_process, generation_forbidden):
-    import gan.sample
+    import manifold_mixup.gan.sample
 
     (tmp_path / "file").write_text("keep")
     for out in ("x.npz", "pngs", "deeper/pngs/"):
         argv = [checkpoint, "--num", "3", "--out", f"{tmp_path / 'file'}/{out}", "--device", "cpu"]
-        assert_one_line_exit_2(main_in_process(gan.sample.main, *argv), "file is a file, not a folder")
+        assert_one_line_exit_2(main_in_process(manifold_mixup.gan.sample.main, *argv), "file is a file, not a folder")
     assert [p.name for p in tmp_path.iterdir()] == ["file"] and (tmp_path / "file").read_text() == "keep"
 
 
 def test_sizes_that_cannot_fit_are_refused_before_generating(
     checkpoint, tmp_path, main_in_process, generation_forbidden, monkeypatch
 ):
-    import gan.sample
+    import manifold_mixup.gan.sample
 
     huge = "1000000000"
     argv = [checkpoint, "--out", tmp_path / "s.npz", "--device", "cpu"]
-    assert_one_line_exit_2(main_in_process(gan.sample.main, *argv, "--num", huge, "--batch-size", huge), "GiB")
-    monkeypatch.setattr(gan.sample, "free_bytes", lambda path: 10_000)  # a nearly full disk
-    result = main_in_process(gan.sample.main, *argv, "--num", "1000")
+    assert_one_line_exit_2(
+        main_in_process(manifold_mixup.gan.sample.main, *argv, "--num", huge, "--batch-size", huge), "GiB"
+    )
+    monkeypatch.setattr(manifold_mixup.gan.sample, "free_bytes", lambda path: 10_000)  # a nearly full disk
+    result = main_in_process(manifold_mixup.gan.sample.main, *argv, "--num", "1000")
     assert_one_line_exit_2(result, "--num 1000 samples of 8x8x1 need about")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_samples_are_written_in_chunks_never_all_in_memory(checkpoint, tmp_path, main_in_process, monkeypatch):
-    import gan.sample
+    import manifold_mixup.gan.sample
 
     expected = generate(load_generator(checkpoint)[0], 7, batch_size=3, seed=4)
-    monkeypatch.setattr(gan.sample, "generate", no_generating)  # the all-in-memory path
+    monkeypatch.setattr(manifold_mixup.gan.sample, "generate", no_generating)  # the all-in-memory path
     for out in ("s.npz", "pngs/"):
         argv = [checkpoint, "--num", "7", "--batch-size", "3", "--seed", "4", "--device", "cpu"]
-        assert main_in_process(gan.sample.main, *argv, "--out", tmp_path / out)[0] == 0
+        assert main_in_process(manifold_mixup.gan.sample.main, *argv, "--out", tmp_path / out)[0] == 0
     with np.load(tmp_path / "s.npz") as f:
         assert np.array_equal(f["images"], expected)
     pngs = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "pngs").iterdir())]
@@ -161,8 +165,8 @@ def test_an_interrupted_write_leaves_nothing(tmp_path):
 
 
 def test_a_checkpoint_without_model_args_is_rebuilt_from_its_config_or_refused_in_one_line(tmp_path):
-    from common.config import resolve_config, to_dict
-    from gan.config import CONFIGS, GANConfig, build_generator
+    from manifold_mixup.common.config import resolve_config, to_dict
+    from manifold_mixup.gan.config import CONFIGS, GANConfig, build_generator
 
     cfg = resolve_config(GANConfig, CONFIGS / "ring.yaml", {"mlp_hidden": 8})
     G = build_generator(cfg, (2,))

@@ -19,11 +19,11 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import register_feature_extractor
 
-import common.features as F
-import gan.score as S
-import gan.train as T
-from common.config import UsageError
-from common.features import DIGITS_EXTRACTOR, digits_extractor_weights
+import manifold_mixup.common.features as F
+import manifold_mixup.gan.score as S
+import manifold_mixup.gan.train as T
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.common.features import DIGITS_EXTRACTOR, digits_extractor_weights
 
 from conftest import ROOT, run_module
 
@@ -432,12 +432,12 @@ def test_a_weights_file_that_would_run_code_is_never_unpickled_even_under_the_pu
 def test_score_checks_the_weights_before_generating_a_single_sample(gan_run, tmp_path, monkeypatch):
     import time
 
-    import gan.sample
+    import manifold_mixup.gan.sample
 
     def no_generating(*args, **kwargs):
         raise AssertionError("generated samples before checking the weights")
 
-    monkeypatch.setattr(gan.sample, "generate", no_generating)
+    monkeypatch.setattr(manifold_mixup.gan.sample, "generate", no_generating)
     monkeypatch.setattr(S, "generate", no_generating, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     argv = [str(gan_run / "checkpoint.pt"), "--num-samples", "50000", "--no-fid", "--device", "cpu"]

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from common.config import UsageError
-from gan.table6 import ROWS, collect, main, markdown, sample_panels, summarize
+from manifold_mixup.common.config import UsageError
+from manifold_mixup.gan.table6 import ROWS, collect, main, markdown, sample_panels, summarize
 
 
 def fake_run(root, name, fid, inception, wall=None):

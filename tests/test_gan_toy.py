@@ -1,6 +1,6 @@
 import torch
 
-from gan.toy import MLPDiscriminator, mode_metrics, ring_modes, sample_ring
+from manifold_mixup.gan.toy import MLPDiscriminator, mode_metrics, ring_modes, sample_ring
 
 
 def test_real_ring_covers_all_modes_with_high_quality():

@@ -5,10 +5,10 @@ import signal
 import pytest
 import torch
 
-import gan.train as T
-from common.config import UsageError, cli_overrides, resolve_config
-from common.loop import NON_FINITE_EXIT
-from gan.tasks import make_task
+import manifold_mixup.gan.train as T
+from manifold_mixup.common.config import UsageError, cli_overrides, resolve_config
+from manifold_mixup.common.loop import NON_FINITE_EXIT
+from manifold_mixup.gan.tasks import make_task
 
 from conftest import ROOT, metrics_without_time, signal_after
 
@@ -355,7 +355,9 @@ def test_a_config_saved_before_the_rename_keeps_the_cadence_its_task_used(datase
     cfg = resolve_config(T.GANConfig, None, base=old)
     assert (cfg.eval_every, cfg.eval_samples) == (every, samples)
     assert "score_every is now eval_every, score_samples is now eval_samples" in capsys.readouterr().err
-    from gan.config import saved_config  # an old checkpoint's config, as gan.sample and gan.score read it
+    from manifold_mixup.gan.config import (
+        saved_config,  # an old checkpoint's config, as gan.sample and gan.score read it
+    )
 
     assert saved_config(old, "checkpoint.pt").eval_every == every
 
@@ -381,7 +383,7 @@ def test_shipped_configs_use_the_new_names(capsys):
 
 
 def test_each_task_has_its_own_default_number_of_evaluation_samples():
-    from gan import images, toy
+    from manifold_mixup.gan import images, toy
 
     assert T.GANConfig(dataset="ring").eval_samples is None
     assert toy.RingTask(T.GANConfig(dataset="ring"), torch.device("cpu")).eval_samples == toy.EVAL_SAMPLES
@@ -515,7 +517,7 @@ def test_conv1_without_a_first_convolution_is_one_line(tmp_path):
 
 
 def test_a_module_name_on_a_residual_branch_is_one_line_not_a_traceback(tmp_path, capsys):
-    from common.cli import run_main
+    from manifold_mixup.common.cli import run_main
 
     argv = [*TINY_DIGITS, "--mix", "stages.0.residual.0", "--out", str(tmp_path / "run")]
     with pytest.raises(SystemExit) as exit_:

@@ -1,4 +1,5 @@
-"""The package's import graph, read from the source (ast): no cycle, each package imports only the layers below."""
+"""The package's import graph, read from the source (ast): no cycle, each subpackage of ``manifold_mixup``
+imports only the layers below; the repository root's forwarders reach every command."""
 
 import ast
 
@@ -15,8 +16,12 @@ ALLOWED = {
 }
 
 
+PKG = ROOT / "manifold_mixup"
+
+
 def module_name(path):
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    """``manifold_mixup/gan/train.py`` -> ``gan.train`` (names inside the package)."""
+    parts = path.relative_to(PKG).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -30,12 +35,13 @@ def imports_of(path):
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        found |= {n for n in names if n.split(".")[0] in PACKAGES}
+        inside = [n.removeprefix("manifold_mixup.") for n in names if n.startswith("manifold_mixup.")]
+        found |= {n for n in inside if n.split(".")[0] in PACKAGES}
     return found
 
 
 def import_graph():
-    modules = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    modules = {module_name(p): p for pkg in PACKAGES for p in (PKG / pkg).rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         # "from gan import toy" names the module gan.toy; "from gan.toy import X" the module gan.toy
@@ -74,14 +80,11 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-MOVED = ("evaluate", "spiral", "flattening", "factors", "interpolation", "decoder")
-FORWARDERS = {f"ssl.{name}" for name in MOVED}  # the old commands, forwarding to analyses/
+MOVED = ("evaluate", "spiral", "flattening", "factors", "interpolation", "decoder")  # ssl.NAME: analyses.NAME
 
 
 def test_each_package_imports_only_the_layers_below_it():
     for name, imported in import_graph().items():
-        if name in FORWARDERS:
-            continue
         top = name.split(".")[0]
         others = {m for m in imported if m.split(".")[0] not in {top, *ALLOWED[top]}}
         assert not others, f"{name} imports {sorted(others)}"
@@ -98,12 +101,41 @@ def test_checkpoint_readers_do_not_import_the_trainer():
         assert "gan.train" not in reachable and "ssl.train" not in reachable, reader
 
 
-def test_the_old_analysis_commands_and_imports_forward_to_analyses():
-    import importlib
+def commands():
+    """``X.NAME`` of every module of the package that runs as a command (has a ``__main__`` block)."""
+    return {
+        module_name(p)
+        for pkg in PACKAGES
+        for p in (PKG / pkg).glob("*.py")
+        if 'if __name__ == "__main__":' in p.read_text(encoding="utf-8")
+    }
 
+
+def forwarded(path):
+    """The module a repository-root forwarder runs (``runpy.run_module("manifold_mixup.X", ...)``)."""
+    calls = [
+        node.args[0].value
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "run_module"
+    ]
+    assert len(calls) == 1, path
+    return calls[0].removeprefix("manifold_mixup.")
+
+
+def test_every_command_keeps_its_python_m_form_at_the_repository_root():
+    paths = [p for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py") if p.name != "__init__.py"]
+    forwarders = {module_name_at_root(p): forwarded(p) for p in paths}
+    assert {name for name, target in forwarders.items() if name == target} == commands()
+    assert {forwarders[f"ssl.{name}"] for name in MOVED} == {f"analyses.{name}" for name in MOVED}
+    assert set(forwarders.values()) <= commands()  # no forwarder to a module that is not a command
+
+
+def module_name_at_root(path):
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def test_the_old_analysis_commands_run_from_the_repository_root():
     from conftest import run_module
 
-    for name in MOVED:
-        assert importlib.import_module(f"ssl.{name}") is importlib.import_module(f"analyses.{name}")
     result = run_module("ssl.spiral", "--help")  # the subprocess is what is tested: python -m ssl.NAME runs it
     assert result.returncode == 0 and "usage: python -m analyses.spiral" in result.stdout, result.stderr

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ssl.train as T
-from classifiers.preact import PreActResNet
-from common.config import UsageError, diff, resolve_config, to_dict
-from common.mixup import sample_mix
-from common.registry import ARCHS, build, classifiers
-from ssl.config import DEFAULT_MIX_POINTS, SSLConfig, check_method, network_args
+import manifold_mixup.ssl.train as T
+from manifold_mixup.classifiers.preact import PreActResNet
+from manifold_mixup.common.config import UsageError, diff, resolve_config, to_dict
+from manifold_mixup.common.mixup import sample_mix
+from manifold_mixup.common.registry import ARCHS, build, classifiers
+from manifold_mixup.ssl.config import DEFAULT_MIX_POINTS, SSLConfig, check_method, network_args
 
 from conftest import ROOT
 
@@ -198,7 +198,7 @@ LOW += ["--epochs", "4", "--iterations-per-epoch", "3", "--batch-size", "20", "-
 
 
 def test_labelled_only_trains_on_the_labelled_images_alone(tmp_path, capsys, monkeypatch):
-    from common.sampler import PairedBatches
+    from manifold_mixup.common.sampler import PairedBatches
 
     drawn = []
 

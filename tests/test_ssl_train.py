@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-import ssl.train as T
-from classifiers.wrn import WideResNet
-from common.config import UsageError, resolve_config
-from common.loop import NON_FINITE_EXIT, update_ema
-from common.mixup import sample_mix
+import manifold_mixup.ssl.train as T
+from manifold_mixup.classifiers.wrn import WideResNet
+from manifold_mixup.common.config import UsageError, resolve_config
+from manifold_mixup.common.loop import NON_FINITE_EXIT, update_ema
+from manifold_mixup.common.mixup import sample_mix
 
 from conftest import ROOT, metrics_without_time, run_module, signal_after
 
@@ -105,8 +105,8 @@ def test_supervised_makes_no_unlabelled_forward_pass():
     T.train_step(T.LayerMixup(model, "input"), model, x_l, y_l, x_u, 1.0, cfg(method="supervised"), 10)
     assert batch_sizes == [len(x_l)]
     # ... and the data side never draws unlabelled indices for it
-    from common.data import make_split
-    from common.sampler import PairedBatches
+    from manifold_mixup.common.data import make_split
+    from manifold_mixup.common.sampler import PairedBatches
 
     split = make_split(torch.arange(200) % 10, 20, 20, 0, 10)
     assert len(PairedBatches(split, 10, 0, 0).indices(3)[1]) == 0
@@ -524,7 +524,7 @@ TORCHVISION = [  # the digits protocol without digits.yaml's WRN fields, on a to
 
 
 def test_a_torchvision_network_trains_at_its_named_layers_and_its_checkpoint_rebuilds_it(tmp_path):
-    from common.registry import build
+    from manifold_mixup.common.registry import build
 
     out = tmp_path / "run"
     assert T.main([*TORCHVISION, "--mix-points", "input,layer1,layer2", "--out", str(out)]) == 0
@@ -556,7 +556,7 @@ def test_the_digits_config_trains_a_torchvision_network_and_only_typed_wrn_flags
 
 def test_a_timm_model_trains_with_manifold_mixup_at_named_layers(tmp_path):
     pytest.importorskip("timm", reason="timm is the optional extra .[timm]")
-    from common.registry import build
+    from manifold_mixup.common.registry import build
 
     out = tmp_path / "run"
     argv = [*TORCHVISION[:-1], "timm:test_resnet", "--mix-points", "input,layer1,layer2", "--out", str(out)]

@@ -1,0 +1,1 @@
+"""Semi-supervised Manifold Mixup (preprint §4.2): the trainer, its data and its networks."""
