@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Preprint Table 6 on the digits (docs/gan.md): GAN-GP (γ 10, no spectral norm) and SN-GAN, each without mixup,
 # with FR and with FR+FF input mixes (α 0.2), plus G's mixup term (ICML eq. 6) on the GAN-GP mixup rows; SEEDS
-# seeds each, STEPS generator updates, JOBS one-thread runs at a time (training runs of other grids on the
+# seeds each (ROWS="... gangp-frff-soft gangp-frff-perstep" adds two departures rows: soft labels, λ per step),
+# STEPS generator updates, JOBS one-thread runs at a time (training runs of other grids on the
 # machine count too). Finished runs are skipped, interrupted ones resumed. Then the table:
 #   SEEDS="0 1 2" bash experiments/gan_table6.sh        # OUT=runs/table6
 #   python -m gan.table6 runs/table6 --json docs/gan-table6.json --samples docs/gan-table6-samples.png
@@ -16,7 +17,7 @@ export OMP_NUM_THREADS=1
 [ -f .venv/bin/activate ] && . .venv/bin/activate
 mkdir -p "$OUT"
 running() { pgrep -fc "^python -m (ssl|gan).train " || true; }
-# the flags of a row: <base>-<pairs>[-gmix], base gangp|sngan, pairs none|fr|frff
+# the flags of a row: <base>-<pairs>[-gmix|-soft|-perstep], base gangp|sngan, pairs none|fr|frff
 row_flags() {
   local base pairs flags
   IFS=- read -r base pairs gmix <<< "$1"
@@ -27,7 +28,13 @@ row_flags() {
     frff) flags="$flags --mix pixel --mix-pairs fr,ff" ;;
     *) echo "unknown row $1" >&2; return 1 ;;
   esac
-  [ "${gmix:-}" = gmix ] && flags="$flags --g-mix"
+  case ${gmix:-} in
+    "") ;;
+    gmix) flags="$flags --g-mix" ;;
+    soft) flags="$flags --mix-labels soft" ;;
+    perstep) flags="$flags --mix-per-example false" ;;
+    *) echo "unknown row $1" >&2; return 1 ;;
+  esac
   echo "$flags"
 }
 one_run() {
