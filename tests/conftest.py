@@ -48,6 +48,18 @@ def metrics_without_time(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in m.items() if k != "time"} for m in lines]
 
 
+def wait_for_training(run_dir: Path, timeout: float = 180) -> None:
+    """Wait until the run's metrics.jsonl holds a logged line: its training loop, which saves a checkpoint on
+    SIGINT/SIGTERM, is running. (The file appears empty when the run starts, before the loop takes over the
+    signals: a signal sent then ends the start without a checkpoint, and a loaded machine widens that window.)"""
+    import time
+
+    deadline = time.time() + timeout
+    path = run_dir / "metrics.jsonl"
+    while time.time() < deadline and not (path.is_file() and path.read_text().strip()):
+        time.sleep(0.1)
+
+
 def signal_after(base: type, polls: int, signum: int) -> type:
     """A StopSignal subclass that reports ``signum`` from its ``polls``-th poll on: a Ctrl-C or SIGTERM
     that arrives at a chosen update, without sending real signals to the test process."""

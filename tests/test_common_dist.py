@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ import torch
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.dist import Dist, agree_to_stop, shard
 
-from conftest import ROOT, metrics_without_time, run_module
+from conftest import ROOT, metrics_without_time, run_module, wait_for_training
 
 RING = [
     "--config",
@@ -122,9 +121,7 @@ def test_ssl_under_torchrun_stays_in_sync_and_resumes_exactly(tmp_path):
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as run_module's runs: the same thread count, the same sums
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 180
-    while not (cut / "metrics.jsonl").is_file() and time.time() < deadline:
-        time.sleep(0.1)
+    wait_for_training(cut, timeout=180)
     proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both workers
     proc.communicate(timeout=180)
     state = torch.load(cut / "checkpoint.pt", weights_only=True)

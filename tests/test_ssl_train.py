@@ -16,7 +16,7 @@ from manifold_mixup.common.config import UsageError, resolve_config
 from manifold_mixup.common.loop import NON_FINITE_EXIT, update_ema
 from manifold_mixup.common.mixup import sample_mix
 
-from conftest import ROOT, metrics_without_time, run_module, signal_after
+from conftest import ROOT, metrics_without_time, run_module, signal_after, wait_for_training
 
 DIGITS = str(ROOT / "configs" / "ssl" / "digits.yaml")
 # A few seconds on one CPU core: 2 epochs of 20 updates, a small network.
@@ -256,7 +256,6 @@ def test_tiny_wrn_learns_digits(tmp_path):
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -266,9 +265,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
-    while not (out / "metrics.jsonl").is_file() and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_training(out, timeout=120)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
