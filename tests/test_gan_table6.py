@@ -73,3 +73,16 @@ def test_the_sample_figure_shows_each_finished_rows_last_grid(tmp_path):
     assert out.is_file() and plt.imread(out).shape[1] > 300
     with pytest.raises(UsageError, match="no finished seed-1 run"):
         main([str(tmp_path), "--samples", str(out), "--seed", "1"])
+
+
+def test_paired_differences_are_taken_seed_by_seed_against_the_rows_own_baseline(tmp_path, capsys):
+    for seed, fid in enumerate([5.0, 4.0, 6.0]):
+        fake_run(tmp_path, f"gangp-none-s{seed}", fid, 5.0)
+    for seed, fid in [(0, 4.5), (1, 4.25), (2, 6.5)]:  # -0.5, +0.25, +0.5
+        fake_run(tmp_path, f"gangp-fr-s{seed}", fid, 5.0)
+    fake_run(tmp_path, "sngan-fr-s0", 1.0, 5.0)  # no sngan-none: no paired row
+    assert main([str(tmp_path), "--paired"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    row = next(line for line in lines if "`gangp-fr`" in line and "s0 " in line)
+    assert "| 3 | s0 -0.50, s1 +0.25, s2 +0.50 | +0.08 ± 0.52 | 1 of 3 |" in row
+    assert not any("`sngan-fr`" in line and "s0 " in line for line in lines)

@@ -2,6 +2,7 @@
 
     python -m gan.table6 runs/table6                  # the run directories of experiments/gan_table6.sh
     python -m gan.table6 runs/table6 --json docs/gan-table6.json --samples docs/gan-table6-samples.png
+    python -m gan.table6 docs/results/table6 --paired  # + each mixup row minus its baseline, seed by seed
 
 Run directories are named ``<row>-s<seed>`` (``gangp-frff-s2``); the rows are :data:`ROWS`, in Table 6's
 order, each with the preprint's Inception Score and FID (CIFAR-10, 3 runs; its Table 6 gives IS ± std and
@@ -69,7 +70,7 @@ def collect(root: Path) -> dict[str, list[dict[str, float]]]:
         if scores is None:
             unfinished.append(run_dir.name)
         else:
-            runs[row].append(scores)
+            runs[row].append(scores | {"seed": int(run_dir.name.rsplit("-s", 1)[1])})
     if unfinished:
         print(f"note: left out {len(unfinished)} unfinished run(s): {', '.join(unfinished)}", file=sys.stderr)
     if not any(runs.values()):
@@ -105,6 +106,28 @@ def markdown(table: dict[str, dict]) -> str:
             f"| {label} (`{row}`) | {entry.get('runs', 0)} | {_cell(entry, 'fid', 2)} | {_cell(entry, 'is', 2)} | "
             f"{preprint[0]} | {preprint[1]} | {_cell(entry, 'wall_min', 1)} |"
         )
+    return "\n".join(lines)
+
+
+def paired(runs: dict[str, list[dict[str, float]]]) -> str:
+    """Each mixup row's FID minus its baseline's (``gangp-none`` / ``sngan-none``) on the same seed (same
+    initialisation and data order), as a markdown table: the per-seed differences, their mean ± std, and in
+    how many seeds the row's FID is lower. Seeds without both runs are left out."""
+    lines = ["| row | seeds | FID − baseline, per seed | mean ± std | lower in |", "|---|---|---|---|---|"]
+    for row, (label, _) in ROWS.items():
+        base = f"{row.split('-')[0]}-none"
+        if row == base:
+            continue
+        baseline = {s["seed"]: s["fid"] for s in runs.get(base, [])}
+        diffs = sorted((s["seed"], s["fid"] - baseline[s["seed"]]) for s in runs.get(row, []) if s["seed"] in baseline)
+        if not diffs:
+            continue
+        values = [d for _, d in diffs]
+        per_seed = ", ".join(f"s{seed} {d:+.2f}" for seed, d in diffs)
+        m, sd = mean_std(values)
+        lower = sum(d < 0 for d in values)
+        n = len(values)
+        lines.append(f"| {label} (`{row}`) | {n} | {per_seed} | {m:+.2f} ± {sd:.2f} | {lower} of {n} |")
     return "\n".join(lines)
 
 
@@ -154,9 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
     parser.add_argument("--samples", default=None, metavar="PNG", help="also write each row's last sample grid")
     parser.add_argument("--seed", type=int, default=0, help="the seed whose sample grids --samples shows (default: 0)")
+    parser.add_argument(
+        "--paired", action="store_true", help="also print each mixup row's FID minus its baseline's on the same seed"
+    )
     args = parser.parse_args(argv)
-    table = summarize(collect(Path(args.root)))
+    runs = collect(Path(args.root))
+    table = summarize(runs)
     print(markdown(table))
+    if args.paired:
+        print("\n" + paired(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
     if args.samples:
