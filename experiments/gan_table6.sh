@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Preprint Table 6 on the digits (docs/gan.md): GAN-GP (γ 10, no spectral norm) and SN-GAN, each without mixup,
 # with FR and with FR+FF input mixes (α 0.2), plus G's mixup term (ICML eq. 6) on the GAN-GP mixup rows; SEEDS
-# seeds each (ROWS="... gangp-frff-soft gangp-frff-perstep" adds two departures rows: soft labels, λ per step),
+# seeds each (ROWS="... gangp-frff-soft gangp-frff-perstep gangp-frff-uniform" adds departure rows: soft labels,
+# λ per step, λ ~ U(0, 0.5)),
 # STEPS generator updates, JOBS one-thread runs at a time (training runs of other grids on the
 # machine count too). Finished runs are skipped, interrupted ones resumed. Then the table:
 #   SEEDS="0 1 2" bash experiments/gan_table6.sh        # OUT=runs/table6
@@ -17,7 +18,7 @@ export OMP_NUM_THREADS=1
 [ -f .venv/bin/activate ] && . .venv/bin/activate
 mkdir -p "$OUT"
 running() { pgrep -fc "^python -m (ssl|gan).train " || true; }
-# the flags of a row: <base>-<pairs>[-gmix|-soft|-perstep], base gangp|sngan, pairs none|fr|frff
+# the flags of a row: <base>-<pairs>[-gmix|-soft|-perstep|-uniform], base gangp|sngan, pairs none|fr|frff
 row_flags() {
   local base pairs flags
   IFS=- read -r base pairs gmix <<< "$1"
@@ -33,6 +34,7 @@ row_flags() {
     gmix) flags="$flags --g-mix" ;;
     soft) flags="$flags --mix-labels soft" ;;
     perstep) flags="$flags --mix-per-example false" ;;
+    uniform) flags="$flags --mix-lam uniform --mix-alpha 0.5" ;;
     *) echo "unknown row $1" >&2; return 1 ;;
   esac
   echo "$flags"

@@ -32,6 +32,7 @@ ROWS: dict[str, tuple[str, tuple[float, float, float] | None]] = {
     "gangp-frff-gmix": ("+ mixup FR+FF, G's mixup term (ICML eq. 6)", None),
     "gangp-frff-soft": ("+ mixup FR+FF, mixes labelled by their real share (ICML eq. 5)", None),
     "gangp-frff-perstep": ("+ mixup FR+FF, one λ per pair type and step", None),
+    "gangp-frff-uniform": ("+ mixup FR+FF, λ ~ U(0, 0.5) (ICML eq. 4, the default)", None),
     "sngan-none": ("SN-GAN", (7.94, 0.08, 21.7)),
     "sngan-fr": ("+ mixup FR (α 0.2)", (8.00, 0.08, 21.5)),
     "sngan-frff": ("+ mixup FR+FF (α 0.2)", (8.13, 0.10, 20.6)),
