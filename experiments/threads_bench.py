@@ -24,6 +24,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the package, also where it was not pip-installed
+
+from manifold_mixup.common.metrics_file import read_metrics  # noqa: E402
+
 TIERS = {
     "lowlabel": "configs/ssl/cifar10-4k-supervised.yaml",
     "ssl": "configs/ssl/cifar10-4k-laptop.yaml",
@@ -66,7 +70,7 @@ def start(config: str, data: str, out: Path, updates: int, threads: int) -> subp
 
 def images_per_s(out: Path) -> float:
     """Median images/s over the logged intervals after the first."""
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows, _ = read_metrics(out / "metrics.jsonl")
     rates = [r["time"]["img_per_s"] for r in rows if "img_per_s" in r.get("time", {})]
     if len(rates) < 2:
         raise SystemExit(f"{out}: fewer than 2 logged intervals; raise --updates")
