@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import manifold_mixup.classifiers.recipes  # noqa: F401  registers the papers' named networks (--arch preactresnet18, ...)
 from manifold_mixup.classifiers.wrn import ARCH as WRN
 from manifold_mixup.common.config import UsageError, check, check_number, coerce, opt
 from manifold_mixup.common.registry import ARCHS, classifiers, constructor, recipe_spec, spec
