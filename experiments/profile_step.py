@@ -5,8 +5,10 @@
 
 Step kinds (ssl.bench's, on random CIFAR-shaped data): the supervised step of the low-label tier without and
 with Manifold Mixup, and the SSL step of Algorithm 1. The table gives each operator kind's share of the
-step (self CPU time, so nothing is counted twice), the convolutions' share and the step's rate against the
-rate of its own convolutions. Profiles are taken after warm-up steps, every kind in turns.
+step (self CPU time, so nothing is counted twice); a second table times each step against its own
+convolutions alone (the same calls, shapes, layout and autocast, replayed without the rest of the step, in
+turns with the step) and gives the step's counted GFLOP/s against the rate of those convolutions. Profiles are
+taken after warm-up steps, every kind in turns.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the repository's
     sys.path.insert(0, str(ROOT))
 
 import json  # noqa: E402
+import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from manifold_mixup.common.cli import ArgumentParser, run_main  # noqa: E402
 from manifold_mixup.common.config import UsageError, resolve_config  # noqa: E402
@@ -67,6 +72,83 @@ def profile_step(step, steps: int) -> tuple[dict[str, float], dict[str, float]]:
     return dict(by_kind), dict(by_name)
 
 
+def conv_replay(step: Callable[[], None], autocast: Callable) -> Callable[[], None]:
+    """The step's own convolutions alone: every ``nn.Conv2d`` call of one ``step()`` is recorded (input shape,
+    dtype, memory format, whether it needed gradients) and the returned function runs each again, forward and,
+    where the step backpropagated through it, backward, under the step's autocast, on random inputs."""
+    calls = []
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            x = inputs[0]
+            channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            calls.append((module, x.shape, x.dtype, channels_last, x.requires_grad, output.requires_grad))
+
+    handle = nn.modules.module.register_module_forward_hook(record)
+    try:
+        step()
+    finally:
+        handle.remove()
+    inputs = []
+    for _module, shape, dtype, channels_last, needs_grad, _ in calls:
+        x = torch.randn(shape, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        inputs.append(x.requires_grad_(needs_grad))
+
+    def replay() -> None:
+        for (module, *_, backward), x in zip(calls, inputs):
+            with torch.set_grad_enabled(backward), autocast():
+                out = module(x)
+            if backward:
+                out.backward(torch.ones_like(out))
+
+    return replay
+
+
+def seconds(fn: Callable[[], None], repeats: int) -> float:
+    """Median wall seconds of one call over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def roofline(steps: dict[str, Callable[[], None]], autocast: Callable, repeats: int) -> dict[str, dict]:
+    """Per step kind: ms of the whole step and of its convolutions alone (timed in turns, medians), the counted
+    FLOPs (convolutions and matmuls, forward + backward) and the rates they give."""
+    replays = {k: conv_replay(step, autocast) for k, step in steps.items()}
+    flops = {}
+    for k, step in steps.items():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        conv = sum(v for op, v in counter.get_flop_counts()["Global"].items() if "convolution" in str(op))
+        flops[k] = (counter.get_total_flops(), conv)
+        replays[k]()  # warm the replay's kernels
+    timed: dict[str, dict[str, list[float]]] = {k: {"step": [], "convs": []} for k in steps}
+    for _ in range(repeats):  # in turns, so that a drifting load hits every case alike
+        for k, step in steps.items():
+            timed[k]["step"].append(seconds(step, 1))
+            timed[k]["convs"].append(seconds(replays[k], 1))
+    out = {}
+    for k in steps:
+        step_s = sorted(timed[k]["step"])[repeats // 2]
+        conv_s = sorted(timed[k]["convs"])[repeats // 2]
+        total, conv = flops[k]
+        out[k] = {
+            "step_ms": 1000 * step_s,
+            "convs_alone_ms": 1000 * conv_s,
+            "gflop": total / 1e9,
+            "conv_gflop": conv / 1e9,
+            "step_gflops": total / step_s / 1e9,
+            "convs_alone_gflops": conv / conv_s / 1e9,
+            "convs_share": conv_s / step_s,
+        }
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python experiments/profile_step.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", default="amp", choices=list(PATHS), help="ssl.bench path (default: amp)")
@@ -90,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _ in range(args.warmup):
         for step in chosen.values():
             step()
+    rates = roofline(chosen, lambda: PATHS[args.path].autocast(torch.device("cpu")), args.steps)
     results = {}
     for kind, step in chosen.items():
         by_kind, by_name = profile_step(step, args.steps)
@@ -118,8 +201,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         conv = results[k]["by_kind_ms"].get("convolution", 0.0)
         top = ", ".join(f"{name} {ms:.1f}" for name, ms in results[k]["top_ops_ms"].items())
         print(f"- {k}: convolutions {100 * conv / results[k]['ms_per_step']:.0f} % of the step; top ops (ms): {top}")
+    print(
+        "\n| step | step ms | its convolutions alone, ms | convolutions' share | GFLOP per step "
+        "(conv + matmul) | step GFLOP/s | convolutions alone, GFLOP/s |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    for k, r in rates.items():
+        print(
+            f"| {k} | {r['step_ms']:.0f} | {r['convs_alone_ms']:.0f} | {100 * r['convs_share']:.0f} % | "
+            f"{r['gflop']:.1f} | {r['step_gflops']:.0f} | {r['convs_alone_gflops']:.0f} |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")
+        payload = {"args": vars(args), "results": results, "roofline": rates}
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
     return 0
 
 

@@ -249,6 +249,39 @@ def test_eval_test_best_tests_only_improvements_and_the_end_and_keeps_the_result
     assert summary["final_train_error"] == pytest.approx(1 - evals[-1]["train_acc"])
 
 
+def test_evaluation_cadence_and_batch_size_change_no_training_step_and_no_selected_number(tmp_path):
+    """Why the tier configs could move to --eval-test best and small evaluation batches (BENCHMARKS.md):
+    evaluating draws no random number and changes no weight, so the training records are identical, and the
+    validation accuracy (hence the best-validation checkpoint and its test error) does not depend on them."""
+
+    def run(name: str, *flags: str) -> tuple[list[dict], list[dict], dict]:
+        out = tmp_path / name
+        assert T.main([*LOW, "--method", "manifold", *flags, "--out", str(out)]) == 0
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        train = [{k: v for k, v in m.items() if k != "time"} for m in records if "loss" in m]
+        evals = [{k: v for k, v in m.items() if k != "time"} for m in records if "val_acc" in m]
+        return train, evals, json.loads((out / "summary.json").read_text())
+
+    train_a, evals_a, summary_a = run("every", "--eval-test", "every", "--eval-batch-size", "1000")
+    train_b, evals_b, summary_b = run("best", "--eval-test", "best", "--eval-batch-size", "7")
+    assert train_a and train_a == train_b
+    assert [m["val_acc"] for m in evals_a] == [m["val_acc"] for m in evals_b]
+    assert [m["val_nll"] for m in evals_a] == pytest.approx([m["val_nll"] for m in evals_b], rel=1e-5)
+    assert sum("test_acc" in m for m in evals_b) < sum("test_acc" in m for m in evals_a) == 4  # one was skipped
+    assert summary_a["test_error_at_best_val"] == summary_b["test_error_at_best_val"]
+
+
+def test_the_fit_is_measured_on_every_label_of_a_small_split_and_a_fixed_random_5000_of_a_large_one():
+    small = np.arange(0, 8000, 2)
+    assert T.fit_subset(small) is small  # 4,000 labels: all of them
+    by_class = np.arange(45000)  # stored class by class: image i has class i // 4500
+    subset = T.fit_subset(by_class)
+    assert len(subset) == T.FIT_IMAGES == 5000 and len(set(subset.tolist())) == 5000
+    assert np.all(np.diff(subset) > 0) and np.array_equal(subset, T.fit_subset(by_class))  # sorted, fixed
+    per_class = np.bincount(subset // 4500, minlength=10)
+    assert per_class.min() > 400 and per_class.max() < 600  # every class, not the first ones (a prefix would be 0-1)
+
+
 def test_bce_loss_is_the_released_codes_and_pulls_1_over_c_minus_1_as_hard():
     logits = torch.zeros(4, 10, requires_grad=True)  # a uniform prediction
     targets = F.one_hot(torch.tensor([0, 3, 5, 9]), 10).float()

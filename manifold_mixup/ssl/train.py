@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -181,6 +182,18 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, preprocess: Prepr
     return {"acc": correct.item() / n, "nll": nll.item() / n}
 
 
+FIT_IMAGES = 5000  # the fit (train error) is measured on at most this many labelled images: every one of a
+# 4,000-label split, a fixed random 5,000 of CIFAR-10's 45,000 with --labels all (BENCHMARKS.md: evaluation cost)
+
+
+def fit_subset(labelled: np.ndarray, limit: int = FIT_IMAGES) -> np.ndarray:
+    """The labelled indices the fit is measured on: all of them, or a fixed random ``limit`` (its own generator,
+    so no training draw moves; not a prefix, since the images may be stored class by class)."""
+    if len(labelled) <= limit:
+        return labelled
+    return np.sort(np.random.default_rng(0).choice(labelled, limit, replace=False))
+
+
 def evaluate_all(
     model: nn.Module,
     data: Data,
@@ -191,7 +204,8 @@ def evaluate_all(
     val: bool = True,
 ) -> dict[str, float]:
     """Validation accuracy and NLL (none with --val-size 0, or ``val`` False); test accuracy and NLL unless
-    ``test`` is False; with ``train``, accuracy and NLL on the clean labelled training images (the fit)."""
+    ``test`` is False; with ``train``, accuracy and NLL on the clean labelled training images (the fit; at most
+    FIT_IMAGES of them, :func:`fit_subset`, so that --labels all does not pay for 45,000)."""
     metrics = {}
 
     def subset(name: str, indices) -> None:
@@ -202,7 +216,7 @@ def evaluate_all(
     if val and len(data.split.val):
         subset("val", data.split.val)
     if train:
-        subset("train", data.split.labelled)
+        subset("train", fit_subset(data.split.labelled))
     if test:
         result = evaluate(model, data.test, data.test_labels, data.preprocess, cfg.eval_batch_size)
         metrics |= {f"{prefix}test_acc": result["acc"], f"{prefix}test_nll": result["nll"]}
