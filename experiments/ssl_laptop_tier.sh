@@ -6,8 +6,10 @@
 #   bash experiments/ssl_laptop_tier.sh                  # SSL, 4,000 labels: OUT=runs/laptop
 #   TIER=supervised bash experiments/ssl_laptop_tier.sh  # every label:      OUT=runs/laptop-sup
 #   TIER=lowlabel bash experiments/ssl_laptop_tier.sh    # 4,000 labels and nothing else: OUT=runs/lowlabel
+#   TIER=ssl-long bash experiments/ssl_laptop_tier.sh    # SSL, 6,000 updates, no mixup vs manifold: OUT=runs/laptop-long
 #     (3 methods x 3 seeds first, then the α, layer-set and loss ablations on seeds 0 and 1; ONLY=main stops
-#     after the 3 x 3, ONLY=ablations runs the ablations alone, ABLATIONS="manifold-a1 manifold-a4" a subset)
+#     after the 3 x 3, ONLY=ablations runs the ablations alone, ABLATIONS="manifold-a1 manifold-a4" a subset,
+#     ABLATION_SEEDS="0 1 2" other seeds)
 set -euo pipefail
 TIER=${TIER:-ssl}
 DATA=${DATA:-data/cifar10-jpeg75}
@@ -18,7 +20,8 @@ case $TIER in
   ssl) CONFIG=configs/ssl/cifar10-4k-laptop.yaml OUT=${OUT:-runs/laptop} ;;
   supervised) CONFIG=configs/ssl/cifar10-supervised-laptop.yaml OUT=${OUT:-runs/laptop-sup} ;;
   lowlabel) CONFIG=configs/ssl/cifar10-4k-supervised.yaml OUT=${OUT:-runs/lowlabel} ;;
-  *) echo "TIER must be ssl, supervised or lowlabel, got '$TIER'" >&2; exit 2 ;;
+  ssl-long) CONFIG=configs/ssl/cifar10-4k-laptop-long.yaml OUT=${OUT:-runs/laptop-long} ;;
+  *) echo "TIER must be ssl, supervised, lowlabel or ssl-long, got '$TIER'" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 declare -A FLAGS=(
@@ -40,8 +43,12 @@ jobs_in_order() {  # what a time-boxed session needs first: every method on seed
       for seed in 0 1 2; do echo supervised-s$seed manifold-s$seed input-s$seed; done
     fi
     if [ "${ONLY:-}" != main ]; then
-      for seed in 0 1; do for a in $ABLATIONS; do echo "$a-s$seed"; done; done
+      for seed in ${ABLATION_SEEDS:-0 1}; do for a in $ABLATIONS; do echo "$a-s$seed"; done; done
     fi
+    return
+  fi
+  if [ "$TIER" = ssl-long ]; then
+    for seed in 0 1 2; do echo supervised-s$seed manifold-s$seed; done
     return
   fi
   if [ "$TIER" = supervised ]; then
