@@ -21,7 +21,6 @@ directory, else the last logged ``wall_s``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the package, also where it was not pip-installed
 
+from manifold_mixup.common.cli import ArgumentParser, run_main  # noqa: E402
+from manifold_mixup.common.config import UsageError  # noqa: E402
 from manifold_mixup.common.metrics_file import read_metrics  # noqa: E402
 
 TIERS = {
@@ -127,8 +128,8 @@ def projected(
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="python experiments/eval_share.py", description=__doc__.splitlines()[0])
     p.add_argument("--tiers", default="", help="comma-separated: " + ", ".join(TIERS))
     p.add_argument("--runs", nargs="*", type=Path, default=[], help="finished run directories")
     p.add_argument("--data-dir", default="data/cifar10-jpeg75")
@@ -136,15 +137,19 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the measured numbers here")
     p.add_argument("--table", type=Path, help="print the table from a --json file written earlier; measure nothing")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each short measuring run (>= 2)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.table:
         saved = json.loads(args.table.read_text())
         configs = {t: yaml.safe_load((ROOT / TIERS[t]).read_text()) for t in saved["tiers"]}
         print_table([(t, configs[t], m) for t, m in saved["tiers"].items()], saved["before_batch"])
-        return
+        return 0
     tiers = [t for t in args.tiers.split(",") if t]
     if [t for t in tiers if t not in TIERS] or not (tiers or args.runs):
-        raise SystemExit(f"give --tiers from {', '.join(TIERS)} and/or --runs DIR...; got {args.tiers!r}")
+        raise UsageError(f"give --tiers from {', '.join(TIERS)} and/or --runs DIR...; got --tiers {args.tiers!r}")
+    if args.epochs < 2:
+        raise UsageError(f"--epochs must be >= 2 (the training time is read between logged epochs), got {args.epochs}")
+    if missing := [str(run) for run in args.runs if not (run / "metrics.jsonl").is_file()]:
+        raise UsageError(f"{missing[0]} holds no metrics.jsonl; pass run directories of python -m ssl.train")
     if args.runs:
         print("| run | evaluations (with test) | evaluation s | wall s | share |\n|---|---|---|---|---|")
         for run in args.runs:
@@ -172,7 +177,9 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"before_batch": args.before_batch, "tiers": dict((t, m) for t, _, m in rows)}, indent=1) + "\n"
         )
-    print_table([(t, c, m) for t, c, m in rows], args.before_batch)
+    if rows:
+        print_table(rows, args.before_batch)
+    return 0
 
 
 def print_table(rows: list[tuple[str, dict, dict]], before_batch: int) -> None:
@@ -206,4 +213,4 @@ def print_table(rows: list[tuple[str, dict, dict]], before_batch: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="python experiments/eval_share.py")

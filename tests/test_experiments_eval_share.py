@@ -33,12 +33,11 @@ def test_projection_prices_every_evaluation_of_the_schedule():
     assert fit["after, worst"] == pytest.approx((5 * 12 + 3) / (train + 5 * 12 + 3))
 
 
-def test_the_table_reads_back_a_saved_measurement(tmp_path, capsys, monkeypatch):
+def test_the_table_reads_back_a_saved_measurement(tmp_path, capsys):
     saved = tmp_path / "share.json"
     numbers = {"ms_per_update": 400, "eval_s_before": 30.0, "eval_s_after": 12.0, "fit_s_before": 0, "fit_s_after": 0}
     saved.write_text(json.dumps({"before_batch": 1000, "tiers": {"ssl": numbers}}))
-    monkeypatch.setattr(sys, "argv", ["eval_share.py", "--table", str(saved)])
-    E.main()
+    assert E.main(["--table", str(saved)]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ssl ")]
     config = E.yaml.safe_load((ROOT / E.TIERS["ssl"]).read_text())
     shares = E.projected(0.4, 30.0, 12.0, config, E.BEFORE["ssl"])
@@ -58,3 +57,9 @@ def test_a_finished_runs_share_is_its_evaluation_seconds_over_its_wall_time(tmp_
     assert E.run_share(run) == (8.0, 88.0, 2, 1)  # wall: the last log line plus the evaluation after it
     (tmp_path / "run.wall_s").write_text("100\n")
     assert E.run_share(run)[1] == 100.0  # the grid script's own wall time wins
+
+
+@pytest.mark.parametrize("argv", [[], ["--tiers", "gpu"], ["--tiers", "ssl", "--epochs", "1"], ["--runs", "nowhere"]])
+def test_bad_input_is_a_usage_error(argv):
+    with pytest.raises(E.UsageError):
+        E.main(argv)
