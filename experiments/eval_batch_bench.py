@@ -10,7 +10,6 @@ BENCHMARKS.md, evaluation cost.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -21,7 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the package, also where it was not pip-installed
 
-from manifold_mixup.common.config import resolve_config  # noqa: E402
+from manifold_mixup.common.cli import ArgumentParser, run_main  # noqa: E402
+from manifold_mixup.common.config import UsageError, resolve_config  # noqa: E402
 from manifold_mixup.common.registry import build  # noqa: E402
 from manifold_mixup.common.speed import Speed  # noqa: E402
 from manifold_mixup.ssl.config import SSLConfig, network_args  # noqa: E402
@@ -35,16 +35,18 @@ def images_per_s(net: torch.nn.Module, x: torch.Tensor, batch: int, speed: Speed
     return len(x) / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="python experiments/eval_batch_bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/ssl/cifar10-4k-laptop.yaml")
     p.add_argument("--sizes", default="32,64,128,500,1000", help="comma-separated evaluation batch sizes")
     p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip().isdigit() and int(v) > 0]
+    if len(sizes) != len(args.sizes.split(",")) or args.rounds < 1:
+        raise UsageError(f"--sizes must be positive integers and --rounds >= 1, got {args.sizes!r} and {args.rounds}")
     torch.set_num_threads(1)
     cfg = resolve_config(SSLConfig, str(ROOT / args.config), {})
     x = torch.randn(2000, 3, 32, 32)
-    sizes = [int(v) for v in args.sizes.split(",")]
     rates: dict[tuple[bool, int], list[float]] = {}
     for r in range(args.rounds + 1):
         for channels_last in (False, True):
@@ -58,7 +60,8 @@ def main() -> None:
     for channels_last in (False, True):
         cells = [f"{statistics.median(rates[(channels_last, s)]):.0f}" for s in sizes]
         print(f"| {'channels-last' if channels_last else 'NCHW'} | " + " | ".join(cells) + " |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="python experiments/eval_batch_bench.py")

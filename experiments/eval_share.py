@@ -2,6 +2,7 @@
 
     python experiments/eval_share.py --tiers ssl,supervised,lowlabel [--epochs 3]   # project each tier's schedule
     python experiments/eval_share.py --runs runs/lowlabel/manifold-s0 ...           # finished runs, as they ran
+    python experiments/eval_share.py --runs docs/results/lowlabel/set-*.json        # or their archived records
 
 Projection: one trainer per tier runs ``--epochs`` epochs of the tier's config (data pipeline, augmentation,
 mixing) with a full evaluation (validation + test) after every epoch, and the script reads back the training
@@ -16,7 +17,7 @@ configs) and after (the config's cadence and batch), the latter twice: with the 
 shifts both alike; the ratios are what to read.
 
 Finished runs: the sum of their ``eval_s`` records against their wall time (``<run>.wall_s`` beside the
-directory, else the last logged ``wall_s``).
+directory, else the summary's, else the last logged ``wall_s``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))  # the package, also where it was not pip-installe
 from manifold_mixup.common.cli import ArgumentParser, run_main  # noqa: E402
 from manifold_mixup.common.config import UsageError  # noqa: E402
 from manifold_mixup.common.metrics_file import read_metrics  # noqa: E402
+from manifold_mixup.common.report import load_run  # noqa: E402
 
 TIERS = {
     "ssl": "configs/ssl/cifar10-4k-laptop.yaml",
@@ -50,13 +52,17 @@ VAL_IMAGES, TEST_IMAGES = 5000, 10000  # every tier holds out 5,000 validation i
 
 
 def run_share(run: Path) -> tuple[float, float, int, int]:
-    """(evaluation seconds, wall seconds, evaluations, evaluations with the test set) of a finished run."""
-    rows, _ = read_metrics(run / "metrics.jsonl")
+    """(evaluation seconds, wall seconds, evaluations, evaluations with the test set) of a finished run: a run
+    directory or an --archive record, read by common.report (wall time from ``<run>.wall_s``, else the summary's;
+    without either, the last logged ``wall_s`` plus the evaluation after it)."""
+    record = load_run(run)
+    rows = record["metrics"]
     evals = [r for r in rows if "eval_s" in r.get("time", {})]
     eval_s = sum(r["time"]["eval_s"] for r in evals)
-    wall_file = Path(f"{run}.wall_s")
-    walls = [r["time"]["wall_s"] for r in rows if "wall_s" in r.get("time", {})]
-    wall = float(wall_file.read_text()) if wall_file.is_file() else walls[-1] + evals[-1]["time"]["eval_s"]
+    wall = record["wall_s"]
+    if wall is None:
+        walls = [r["time"]["wall_s"] for r in rows if "wall_s" in r.get("time", {})]
+        wall = walls[-1] + evals[-1]["time"]["eval_s"]
     return eval_s, wall, len(evals), sum("test_acc" in r for r in evals)
 
 
@@ -131,7 +137,7 @@ def projected(
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python experiments/eval_share.py", description=__doc__.splitlines()[0])
     p.add_argument("--tiers", default="", help="comma-separated: " + ", ".join(TIERS))
-    p.add_argument("--runs", nargs="*", type=Path, default=[], help="finished run directories")
+    p.add_argument("--runs", nargs="*", type=Path, default=[], help="finished run directories or --archive records")
     p.add_argument("--data-dir", default="data/cifar10-jpeg75")
     p.add_argument("--before-batch", type=int, default=1000, help="evaluation batch size before (the old configs')")
     p.add_argument("--json", type=Path, help="also write the measured numbers here")
@@ -148,12 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"give --tiers from {', '.join(TIERS)} and/or --runs DIR...; got --tiers {args.tiers!r}")
     if args.epochs < 2:
         raise UsageError(f"--epochs must be >= 2 (the training time is read between logged epochs), got {args.epochs}")
-    if missing := [str(run) for run in args.runs if not (run / "metrics.jsonl").is_file()]:
-        raise UsageError(f"{missing[0]} holds no metrics.jsonl; pass run directories of python -m ssl.train")
     if args.runs:
+        shares = [(run, *run_share(run)) for run in args.runs]  # every run read before the table starts
         print("| run | evaluations (with test) | evaluation s | wall s | share |\n|---|---|---|---|---|")
-        for run in args.runs:
-            eval_s, wall, n, tests = run_share(run)
+        for run, eval_s, wall, n, tests in shares:
             print(f"| {run.name} | {n} ({tests}) | {eval_s:.0f} | {wall:.0f} | {100 * eval_s / wall:.1f} % |")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the repository's
     sys.path.insert(0, str(ROOT))
 
 import json  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -105,14 +106,11 @@ def conv_replay(step: Callable[[], None], autocast: Callable) -> Callable[[], No
     return replay
 
 
-def seconds(fn: Callable[[], None], repeats: int) -> float:
-    """Median wall seconds of one call over ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+def seconds(fn: Callable[[], None]) -> float:
+    """Wall seconds of one call."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def roofline(steps: dict[str, Callable[[], None]], autocast: Callable, repeats: int) -> dict[str, dict]:
@@ -130,12 +128,11 @@ def roofline(steps: dict[str, Callable[[], None]], autocast: Callable, repeats: 
     timed: dict[str, dict[str, list[float]]] = {k: {"step": [], "convs": []} for k in steps}
     for _ in range(repeats):  # in turns, so that a drifting load hits every case alike
         for k, step in steps.items():
-            timed[k]["step"].append(seconds(step, 1))
-            timed[k]["convs"].append(seconds(replays[k], 1))
+            timed[k]["step"].append(seconds(step))
+            timed[k]["convs"].append(seconds(replays[k]))
     out = {}
     for k in steps:
-        step_s = sorted(timed[k]["step"])[repeats // 2]
-        conv_s = sorted(timed[k]["convs"])[repeats // 2]
+        step_s, conv_s = statistics.median(timed[k]["step"]), statistics.median(timed[k]["convs"])
         total, conv = flops[k]
         out[k] = {
             "step_ms": 1000 * step_s,

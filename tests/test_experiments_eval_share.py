@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from manifold_mixup.common.report import main as report
 
 spec = importlib.util.spec_from_file_location("eval_share", ROOT / "experiments" / "eval_share.py")
 E = importlib.util.module_from_spec(spec)
@@ -57,6 +58,9 @@ def test_a_finished_runs_share_is_its_evaluation_seconds_over_its_wall_time(tmp_
     assert E.run_share(run) == (8.0, 88.0, 2, 1)  # wall: the last log line plus the evaluation after it
     (tmp_path / "run.wall_s").write_text("100\n")
     assert E.run_share(run)[1] == 100.0  # the grid script's own wall time wins
+    archived = tmp_path / "records"
+    assert report([str(run), "--archive", str(archived), "--unfinished"]) == 0
+    assert E.run_share(archived / "run.json") == (8.0, 100.0, 2, 1)  # an --archive record reads the same
 
 
 @pytest.mark.parametrize("argv", [[], ["--tiers", "gpu"], ["--tiers", "ssl", "--epochs", "1"], ["--runs", "nowhere"]])
