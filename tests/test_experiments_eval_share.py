@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT
 from manifold_mixup.common.report import main as report
+
+from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("eval_share", ROOT / "experiments" / "eval_share.py")
 E = importlib.util.module_from_spec(spec)
