@@ -9,7 +9,7 @@
 #   TIER=ssl-long bash experiments/ssl_laptop_tier.sh    # SSL, 6,000 updates, no mixup vs manifold: OUT=runs/laptop-long
 #     (3 methods x 3 seeds first, then the α, layer-set and loss ablations on seeds 0 and 1; ONLY=main stops
 #     after the 3 x 3, ONLY=ablations runs the ablations alone, ABLATIONS="manifold-a1 manifold-a4" a subset,
-#     ABLATION_SEEDS="0 1 2" other seeds)
+#     ABLATION_SEEDS="0 1 2" other seeds; NAMES="supervised-s1 manifold-s1" runs exactly the runs named, in order)
 set -euo pipefail
 TIER=${TIER:-ssl}
 DATA=${DATA:-data/cifar10-jpeg75}
@@ -38,6 +38,10 @@ declare -A FLAGS=(
 ABLATIONS=${ABLATIONS:-manifold-a1 manifold-a4 manifold-a0.5 supervised-bce manifold-bce set-pixel-h1 set-h1 set-pixel
   set-h1-h2 set-all}  # in the order a time-boxed session needs them (ABLATIONS="..." runs a subset)
 jobs_in_order() {  # what a time-boxed session needs first: every method on seed 0, then the other seeds
+  if [ -n "${NAMES:-}" ]; then
+    echo "$NAMES"
+    return
+  fi
   if [ "$TIER" = lowlabel ]; then
     if [ "${ONLY:-}" != ablations ]; then
       for seed in 0 1 2; do echo supervised-s$seed manifold-s$seed input-s$seed; done
@@ -73,6 +77,11 @@ one_run() {
   echo $(( $(date +%s) - start )) > "$OUT/$name.wall_s"
   echo "done $name in $(cat "$OUT/$name.wall_s") s"
 }
+for name in ${NAMES:-}; do  # a typo in NAMES is an error before anything starts
+  m=${name%-s*}
+  [[ $name =~ -s[0-9]+$ && -n "${FLAGS[$m]:-}" ]] || {
+    echo "unknown run '$name' in NAMES: write METHOD-sSEED with METHOD one of: ${!FLAGS[*]}" >&2; exit 2; }
+done
 for name in $(jobs_in_order); do
   [ -f "$OUT/$name/summary.json" ] && continue
   busy "$name" && continue  # started by an earlier invocation that still runs
