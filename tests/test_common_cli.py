@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -5,7 +6,15 @@ import pytest
 import torch
 
 import manifold_mixup.ssl.train as S
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.cli import (
+    ArgumentParser,
+    command_line,
+    integer,
+    output_path,
+    positive_int,
+    run_main,
+    write_json_beside,
+)
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.device import resolve_device
 
@@ -136,3 +145,23 @@ def test_a_config_file_that_is_not_utf8_or_not_yaml_is_one_line(tmp_path, capsys
     code, _, err = cli(["--config", str(config), "--device", "cpu", "--out", str(tmp_path / "run")], capsys)
     assert_one_line_error(code, err, str(config))
     assert config.read_bytes() == text and list(tmp_path.iterdir()) == [config]
+
+
+def test_flag_values_parse_or_name_the_flag():
+    assert positive_int(None, "--n", 7) == 7 and positive_int(" 12 ", "--n", 7) == 12
+    assert integer("-3", "--seed") == -3 and integer(4, "--seed") == 4
+    for bad in ("0", "-1", "2.5", "x", ""):
+        with pytest.raises(UsageError, match="--n: expected a positive integer"):
+            positive_int(bad, "--n", 7)
+    for bad in ("1.0", "seed", "--", ""):
+        with pytest.raises(UsageError, match="--seed: expected an integer"):
+            integer(bad, "--seed")
+
+
+def test_output_files_need_their_suffix_and_the_record_goes_beside(tmp_path):
+    with pytest.raises(UsageError, match="--out must name a .png file, got 'fig.pdf'"):
+        output_path("fig.pdf", ".png")
+    out = output_path(str(tmp_path / "fig.png"), ".png")
+    path = write_json_beside(out, {"table": [1, 2]})
+    assert path == tmp_path / "fig.json" and json.loads(path.read_text()) == {"table": [1, 2]}
+    assert command_line("python -m analyses.spiral", ["--seed", "3"]) == "python -m analyses.spiral --seed 3"

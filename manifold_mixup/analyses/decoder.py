@@ -17,9 +17,7 @@ kind of mix lies from real images; the decoded endpoints show how far the decode
 from __future__ import annotations
 
 import io
-import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +26,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from manifold_mixup.analyses.evaluate import LoadedRun, load_classifier, network_input, positive_int
+from manifold_mixup.analyses.evaluate import LoadedRun, load_classifier, network_input
 from manifold_mixup.analyses.interpolation import train_digits_runs
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.cli import (
+    ArgumentParser,
+    command_line,
+    integer,
+    output_path,
+    positive_int,
+    run_main,
+    write_json_beside,
+)
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.device import resolve_device
 from manifold_mixup.common.staged import StagedNet
@@ -163,12 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cols = positive_int(args.columns, "--columns", 9)
     if cols < 2:
         raise UsageError(f"--columns must be >= 2 (λ = 1 and 0 at least), got {cols}")
-    if not args.seed.strip().lstrip("-").isdigit():
-        raise UsageError(f"--seed: expected an integer, got {args.seed!r}")
-    seed = int(args.seed)
-    out = Path(args.out)
-    if out.suffix != ".png":
-        raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    seed = integer(args.seed, "--seed")
+    out = output_path(args.out, ".png")
     if (args.run is None) == (args.train is None):
         raise UsageError("give either a run directory of python -m ssl.train or --train DIR (not both, not neither)")
     path = str(train_digits_runs(Path(args.train), methods=["manifold"])[0]) if args.train else args.run
@@ -204,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| decoded hidden mix: same | " + " | ".join(f"{v:.3f}" for v in dist_decoded) + " |")
     result = {
         "protocol": {
-            "command": "python -m analyses.decoder " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": command_line("python -m analyses.decoder", argv),
             "run": str(run.run_dir),
             "point": args.point,
             "feature_shape": list(h_train.shape[1:]),
@@ -221,9 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nearest_distance_decoded_mix": dist_decoded.tolist(),
         "pairs": {"a": a.tolist(), "b": b.tolist()},
     }
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out} and {json_path}")
+    print(f"wrote {out} and {write_json_beside(out, result)}")
     return 0
 
 

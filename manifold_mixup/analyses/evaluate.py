@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from manifold_mixup.common.augment import Preprocess
 from manifold_mixup.common.checkpoint import load_checkpoint
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.cli import ArgumentParser, integer, positive_int, run_main
 from manifold_mixup.common.config import UsageError, load_yaml, resolve_config
 from manifold_mixup.common.device import resolve_device
 from manifold_mixup.common.outputs import check_output_file, write_atomic
@@ -398,14 +398,6 @@ def get_args_parser() -> ArgumentParser:
     return p
 
 
-def positive_int(text: str | None, flag: str, default: int | None) -> int | None:
-    if text is None:
-        return default
-    if not text.strip().isdigit() or int(text) < 1:
-        raise UsageError(f"{flag}: expected a positive integer, got {text!r}")
-    return int(text)
-
-
 @torch.no_grad()
 def clean_pass(
     model: nn.Module, hook: Penultimate, preprocess: Preprocess, x: Tensor, bs: int
@@ -433,10 +425,7 @@ def check_flags(args: Any) -> tuple[float, tuple[float, float, int, list[int]], 
     pgd = parse_pgd(args.pgd_eps, args.pgd_step_size, args.pgd_steps, args.pgd_report)
     max_images = positive_int(args.max_images, "--max-images", None)
     k = positive_int(args.knn_k, "--knn-k", KNN_K)
-    seed_text = str(args.seed).strip()
-    if not seed_text.lstrip("-").isdigit():
-        raise UsageError(f"--seed: expected an integer, got {args.seed!r}")
-    seed = int(seed_text)
+    seed = integer(args.seed, "--seed")
     batch_size = positive_int(args.batch_size, "--batch-size", None)
     return eps, pgd, max_images, k, seed, batch_size
 

@@ -32,9 +32,7 @@ training set size or optimiser for this task.
 from __future__ import annotations
 
 import io
-import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +44,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from manifold_mixup.analyses.flattening import parse_seeds
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.cli import ArgumentParser, command_line, output_path, run_main, write_json_beside
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.mixup import mix, sample_lam
 from manifold_mixup.common.report import mean_std
@@ -277,9 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",")]
     if unknown := [m for m in methods if m not in METHODS]:
         raise UsageError(f"unknown method {unknown[0]!r} (valid: {', '.join(METHODS)})")
-    out = Path(args.out)
-    if out.suffix != ".png":
-        raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    out = output_path(args.out, ".png")
 
     runs = []
     for task in tasks:
@@ -298,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(figure_images(), out)
     protocol = {
-        "command": "python -m analyses.factors " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m analyses.factors", argv),
         "renderer": f"{SIZE}x{SIZE} grey; factors {', '.join(FACTORS)} (see analyses/factors.py)",
         "tasks": {k: {"label": t.label, "train_angles": t.train, "test_angles": t.test} for k, t in TASKS.items()},
         "data": f"{TRAIN_SIZE} training and {TEST_SIZE} test images per task and seed (seed, seed + 10000)",
@@ -307,9 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paper": "ICML 2019 Appendix A Table 8 (network and training not given there)",
     }
     result = {"protocol": protocol, "summary": summary, "runs": runs, "table": table}
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out} and {json_path}")
+    print(f"wrote {out} and {write_json_beside(out, result)}")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.cli import ArgumentParser, command_line, output_path, run_main
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.layers import LayerMixup
 from manifold_mixup.common.mixup import sample_mix, soft_cross_entropy
@@ -280,9 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",")]
     if unknown := [m for m in methods if m not in METHODS]:
         raise UsageError(f"unknown method {unknown[0]!r} (valid: {', '.join(METHODS)})")
-    out = Path(args.out)
-    if out.suffix != ".json":
-        raise UsageError(f"--out must name a .json file, got {args.out!r}")
+    out = output_path(args.out, ".json")
 
     data = load_digits_split()
     runs = []
@@ -300,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     protocol = {
-        "command": "python -m analyses.flattening " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m analyses.flattening", argv),
         "data": f"sklearn load_digits /16, {len(data[1])} train / {len(data[3])} test (stratified, split seed 0)",
         "network": f"64-{args.width}x3-12 (linear bottleneck)-{args.width}x4-10, LeakyReLU 0.01",
         "training": f"Adam lr 1e-3, batch 100, {args.steps} updates",

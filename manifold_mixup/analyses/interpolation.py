@@ -20,7 +20,6 @@ DIR/manifold, reusing those that already hold a checkpoint.pt. Writes the figure
 from __future__ import annotations
 
 import io
-import json
 import statistics
 import sys
 from collections.abc import Sequence
@@ -31,8 +30,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from manifold_mixup.analyses.evaluate import LoadedRun, load_classifier, network_input, positive_int
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.analyses.evaluate import LoadedRun, load_classifier, network_input
+from manifold_mixup.common.cli import (
+    ArgumentParser,
+    command_line,
+    integer,
+    output_path,
+    positive_int,
+    run_main,
+    write_json_beside,
+)
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.device import resolve_device
 from manifold_mixup.common.layers import LayerMixup
@@ -189,12 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--grid must be >= 2 (λ = 0 and 1 at least), got {grid}")
     epochs = positive_int(args.epochs, "--epochs", 15)
     batch_size = positive_int(args.batch_size, "--batch-size", 250)
-    if not args.seed.strip().lstrip("-").isdigit():
-        raise UsageError(f"--seed: expected an integer, got {args.seed!r}")
-    seed = int(args.seed)
-    out = Path(args.out)
-    if out.suffix != ".png":
-        raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    seed = integer(args.seed, "--seed")
+    out = output_path(args.out, ".png")
     if bool(args.runs) == bool(args.train):
         raise UsageError("give either run directories of python -m ssl.train or --train DIR (not both, not neither)")
     device = resolve_device(args.device)
@@ -207,15 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, out)
     protocol = {
-        "command": "python -m analyses.interpolation " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m analyses.interpolation", argv),
         "pairs": f"{count} pairs of distinct test images drawn uniformly (seed {seed})",
         "lams": f"{grid} values evenly spaced on [0, 1]; lambda weighs the first image of the pair",
         "nll": "mean over pairs of -sum(y_mix * log softmax(f_k(lam h_k(a) + (1-lam) h_k(b)))), eval mode",
         "mean_inner_nll": "the curve's mean over the lambdas strictly inside (0, 1)",
         "weights": args.weights,
     }
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps({"protocol": protocol, "results": results, "table": table}, indent=1) + "\n")
+    json_path = write_json_beside(out, {"protocol": protocol, "results": results, "table": table})
     print(f"wrote {out} and {json_path}")
     return 0
 

@@ -14,10 +14,8 @@ beside the figure.
 from __future__ import annotations
 
 import io
-import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +25,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from manifold_mixup.analyses.flattening import fit, singular_value_summary
-from manifold_mixup.common.cli import ArgumentParser, run_main
+from manifold_mixup.common.cli import ArgumentParser, command_line, output_path, run_main, write_json_beside
 from manifold_mixup.common.config import UsageError
 from manifold_mixup.common.staged import StagedNet
 
@@ -196,9 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    out = Path(args.out)
-    if out.suffix != ".png":
-        raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    out = output_path(args.out, ".png")
 
     results, x, y = run(args.seed, args.steps)
     print(
@@ -216,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, x, y, out)
     protocol = {
-        "command": "python -m analyses.spiral " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m analyses.spiral", argv),
         "data": "two interleaved spirals, 1.5 turns, noise 0.05: 100 per class to train, 500 per class to test",
         "network": "2-64-64-2 (linear bottleneck, point h3)-64-64-2, LeakyReLU 0.01",
         "training": f"Adam lr 3e-3, full batch, {args.steps} updates, same initialisation for every method",
@@ -225,9 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hidden_plane": "bounding box of the training states widened by 25% of its size on every side",
     }
     numbers = {m: r["numbers"] for m, r in results.items()}
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps({"protocol": protocol, "results": numbers}, indent=1) + "\n")
-    print(f"wrote {out} and {json_path}")
+    print(f"wrote {out} and {write_json_beside(out, {'protocol': protocol, 'results': numbers})}")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import signal
 import sys
 import time
@@ -205,6 +206,43 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
             signal.signal(signal.SIGTERM, previous)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def positive_int(text: str | None, flag: str, default: int | None) -> int | None:
+    """``text`` as an integer >= 1 (``default`` when None); anything else is a UsageError naming ``flag``."""
+    if text is None:
+        return default
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageError(f"{flag}: expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def integer(text: str | int, flag: str) -> int:
+    """``text`` as an integer of either sign (a seed); anything else is a UsageError naming ``flag``."""
+    stripped = str(text).strip()
+    if not stripped.lstrip("-").isdigit():
+        raise UsageError(f"{flag}: expected an integer, got {text!r}")
+    return int(stripped)
+
+
+def output_path(text: str, suffix: str, flag: str = "--out") -> Path:
+    """The output file a flag names, which must end in ``suffix`` (".png", ".json")."""
+    path = Path(text)
+    if path.suffix != suffix:
+        raise UsageError(f"{flag} must name a {suffix} file, got {text!r}")
+    return path
+
+
+def command_line(prog: str, argv: Sequence[str] | None) -> str:
+    """The command as a user would retype it, for the protocol record of a result file."""
+    return " ".join([prog, *(argv if argv is not None else sys.argv[1:])])
+
+
+def write_json_beside(out: Path, result: Any) -> Path:
+    """Write ``result`` as indented JSON to ``out`` with the suffix .json (the figure's record); its path."""
+    path = out.with_suffix(".json")
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
 
 
 def progress(total: int, initial: int = 0, desc: str = "") -> tqdm:
