@@ -95,6 +95,16 @@ def test_archive_files_re_derive_the_table_exactly(tmp_path, capsys):
         main([*runs, "--archive", str(tmp_path / "results")])  # never replaced without being told
 
 
+def test_two_runs_of_one_name_are_not_archived_over_each_other(tmp_path):
+    from manifold_mixup.common.report import main
+
+    short = fake_run(tmp_path / "laptop" / "manifold-s0", [0.5], [0.6])
+    long = fake_run(tmp_path / "laptop-long" / "manifold-s0", [0.5], [0.7])
+    with pytest.raises(UsageError, match="two runs are named 'manifold-s0'"):
+        main([str(short), str(long), "--archive", str(tmp_path / "results"), "--overwrite"])
+    assert not (tmp_path / "results").exists()  # nothing written, not even the first
+
+
 def test_json_output_is_never_replaced_without_overwrite(tmp_path):
     from manifold_mixup.common.report import main
 

@@ -146,6 +146,11 @@ def archive(run_dirs: Sequence[str | Path], out: Path, overwrite: bool = False) 
     """Write each finished run's record to ``out/<name>.json`` (an existing file only with ``overwrite``)."""
     records = [load_run(r) for r in run_dirs]
     targets = [out / f"{r['name']}.json" for r in records]
+    if same := sorted({str(t) for t in targets if targets.count(t) > 1}):
+        raise UsageError(
+            f"--archive: two runs are named {Path(same[0]).stem!r} and would both write {same[0]}; "
+            "archive runs of different tiers into different folders"
+        )
     clash = [str(t) for t in targets if t.exists()]
     if clash and not overwrite:
         raise UsageError(f"--archive would replace {', '.join(clash)}; pass --overwrite to replace them")
