@@ -95,6 +95,20 @@ def test_archive_files_re_derive_the_table_exactly(tmp_path, capsys):
         main([*runs, "--archive", str(tmp_path / "results")])  # never replaced without being told
 
 
+def test_each_prints_one_row_per_run_with_its_commit(tmp_path, capsys):
+    from manifold_mixup.common.report import main
+
+    run = fake_run(tmp_path / "manifold-s0", [0.5, 0.9, 0.7], [0.4, 0.8, 0.7], nll=[3, 2, 1])
+    (run / "summary.json").write_text(json.dumps({"provenance": {"commit": "0123456789abcdef"}}))
+    with (run / "metrics.jsonl").open("a") as f:  # complete the torn line as a fit record
+        f.write('acc": 0.1}\n{"step": 30, "train_acc": 0.97, "train_nll": 0.25}\n')
+    other = fake_run(tmp_path / "supervised-s0", [0.6], [0.65])
+    assert main([str(run), str(other), "--each"]) == 0
+    rows = capsys.readouterr().out.splitlines()[-2:]
+    assert rows[0] == "| `manifold-s0` | 20.00 | 2.000 | 3.0 | 0.250 | 20 | 0123456 |"  # the best val. at step 20
+    assert rows[1] == "| `supervised-s0` | 35.00 | 0.500 | — | — | 10 | — |"
+
+
 def test_two_runs_of_one_name_are_not_archived_over_each_other(tmp_path):
     from manifold_mixup.common.report import main
 

@@ -4,6 +4,7 @@
     python -m common.report runs/digits-* --last 20 --json table.json
     python -m common.report runs/lowlabel/*-s[0-9] --archive docs/results/lowlabel   # keep the runs' records
     python -m common.report docs/results/lowlabel/{supervised,input,manifold}-s*.json  # the table, from them
+    python -m common.report docs/results/lowlabel/manifold-s*.json --each   # and one row per run
 
 Per run, from its ``metrics.jsonl`` evaluations: test error at the best validation accuracy (the
 paper's protocol; the first of equal maxima), the median test error of the last ``--last`` test
@@ -235,6 +236,33 @@ def markdown(table: dict[str, dict], last: int = 20) -> str:
     return "\n".join(lines)
 
 
+def per_run_markdown(runs: Sequence[str | Path], unfinished: bool = False) -> str:
+    """One row per run, in the order given: the numbers behind a group's mean ± std, with the commit it ran at."""
+    head = "| run | test error at best val. (%) | test NLL at best val. | train error, final (%) | train NLL, final "
+    lines = [head + "| best val. at update | commit |", "|---|---:|---:|---:|---:|---:|---|"]
+    for record in (load_run(r) for r in runs):
+        if not (unfinished or finished(record)):
+            continue
+        evals = [r for r in record["metrics"] if r.get("val_acc") is not None and r.get("test_acc") is not None]
+        if not evals:
+            raise UsageError(f"{record['name']} has no evaluation yet (no val_acc/test_acc in metrics.jsonl)")
+        best = max(evals, key=lambda r: r["val_acc"])
+        fits = [r for r in record["metrics"] if r.get("train_acc") is not None]
+        fit = fits[-1] if fits else {}
+        commit = ((record.get("summary") or {}).get("provenance") or {}).get("commit") or "—"
+        cells = [
+            f"`{record['name']}`",
+            f"{100 * (1 - best['test_acc']):.2f}",
+            f"{best['test_nll']:.3f}" if best.get("test_nll") is not None else "—",
+            f"{100 * (1 - fit['train_acc']):.1f}" if fit else "—",
+            f"{fit['train_nll']:.3f}" if fit.get("train_nll") is not None else "—",
+            str(best.get("step", "—")),
+            str(commit)[:7],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m common.report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -242,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--last", type=int, default=20, help="evaluations in the median (default: 20)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    parser.add_argument("--each", action="store_true", help="also print one row per run, with its commit")
     parser.add_argument("--unfinished", action="store_true", help="include runs that have no summary.json yet")
     parser.add_argument("--archive", default=None, metavar="DIR", help="write each run's record to DIR/<name>.json")
     parser.add_argument("--overwrite", action="store_true", help="let --archive/--json replace existing files")
@@ -251,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = check_output_file(args.json, "--json", overwrite=args.overwrite) if args.json else None
     table = summarize_grid(args.runs, args.last, args.unfinished)
     print(markdown(table, args.last))
+    if args.each:
+        print("\n" + per_run_markdown(args.runs, args.unfinished))
     if out is not None:
         write_atomic(out, json.dumps(table, indent=1) + "\n")
     if args.archive:
