@@ -107,6 +107,11 @@ def test_each_prints_one_row_per_run_with_its_commit(tmp_path, capsys):
     rows = capsys.readouterr().out.splitlines()[-2:]
     assert rows[0] == "| `manifold-s0` | 20.00 | 2.000 | 3.0 | 0.250 | 20 | 0123456 |"  # the best val. at step 20
     assert rows[1] == "| `supervised-s0` | 35.00 | 0.500 | — | — | 10 | — |"
+    (run / "evaluation.json").write_text(json.dumps({"results": {"ece": 0.05, "fgsm_acc": 0.25}}))
+    assert main([str(run), str(other), "--each"]) == 0
+    rows = capsys.readouterr().out.splitlines()[-2:]
+    assert rows[0] == "| `manifold-s0` | 20.00 | 2.000 | 3.0 | 0.250 | 5.0 | 75.0 | 20 | 0123456 |"
+    assert rows[1] == "| `supervised-s0` | 35.00 | 0.500 | — | — | — | — | 10 | — |"
 
 
 def test_two_runs_of_one_name_are_not_archived_over_each_other(tmp_path):

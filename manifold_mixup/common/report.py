@@ -237,12 +237,15 @@ def markdown(table: dict[str, dict], last: int = 20) -> str:
 
 
 def per_run_markdown(runs: Sequence[str | Path], unfinished: bool = False) -> str:
-    """One row per run, in the order given: the numbers behind a group's mean ± std, with the commit it ran at."""
-    head = "| run | test error at best val. (%) | test NLL at best val. | train error, final (%) | train NLL, final "
-    lines = [head + "| best val. at update | commit |", "|---|---:|---:|---:|---:|---:|---|"]
-    for record in (load_run(r) for r in runs):
-        if not (unfinished or finished(record)):
-            continue
+    """One row per run, in the order given: the numbers behind a group's mean ± std, with the commit it ran at
+    (ECE and FGSM error columns when a run has an evaluation.json)."""
+    records = [r for r in map(load_run, runs) if unfinished or finished(r)]
+    evaluated = any(r.get("evaluation") for r in records)
+    head = ["run", "test error at best val. (%)", "test NLL at best val.", "train error, final (%)", "train NLL, final"]
+    head += ["ECE, final (%)", "FGSM error, final (%)"] if evaluated else []
+    head += ["best val. at update", "commit"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
+    for record in records:
         evals = [r for r in record["metrics"] if r.get("val_acc") is not None and r.get("test_acc") is not None]
         if not evals:
             raise UsageError(f"{record['name']} has no evaluation yet (no val_acc/test_acc in metrics.jsonl)")
@@ -256,9 +259,11 @@ def per_run_markdown(runs: Sequence[str | Path], unfinished: bool = False) -> st
             f"{best['test_nll']:.3f}" if best.get("test_nll") is not None else "—",
             f"{100 * (1 - fit['train_acc']):.1f}" if fit else "—",
             f"{fit['train_nll']:.3f}" if fit.get("train_nll") is not None else "—",
-            str(best.get("step", "—")),
-            str(commit)[:7],
         ]
+        if evaluated:
+            results = (record.get("evaluation") or {}).get("results")
+            cells += [f"{100 * results['ece']:.1f}", f"{100 * (1 - results['fgsm_acc']):.1f}"] if results else ["—"] * 2
+        cells += [str(best.get("step", "—")), str(commit)[:7]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
