@@ -140,10 +140,10 @@ class Linear2(torch.nn.Module):
 
 def test_gradient_penalty_values_by_hand():
     D, x = Linear2(), torch.zeros(4, 2, requires_grad=True)
-    assert float(gradient_penalty(D(x), x, "real")) == pytest.approx(25.0)  # ‖(3, 4)‖² = 25
-    assert float(gradient_penalty(D(x), x, "interp")) == pytest.approx(16.0)  # (‖(3, 4)‖ − 1)² = 16
+    assert gradient_penalty(D(x), x, "real").item() == pytest.approx(25.0)  # ‖(3, 4)‖² = 25
+    assert gradient_penalty(D(x), x, "interp").item() == pytest.approx(16.0)  # (‖(3, 4)‖ − 1)² = 16
     # of the sigmoid at logit 0: σ' = 1/4, so ‖∇‖² = 25/16 (the released code's --dnorm on D's probability)
-    assert float(gradient_penalty(torch.sigmoid(D(x)), x, "real")) == pytest.approx(25 / 16)
+    assert gradient_penalty(torch.sigmoid(D(x)), x, "real").item() == pytest.approx(25 / 16)
 
 
 def test_gradient_penalty_trains_the_weights_by_hand():
