@@ -132,9 +132,13 @@ def run_numbers(run: str | Path | dict[str, Any], last: int = 20) -> dict[str, f
         "test_nll_at_best_val": best.get("test_nll", float("nan")),
         "evaluations": len(evals),
     }
+    if best.get("step") is not None:
+        numbers["best_step"] = best["step"]
     fits = [r for r in record["metrics"] if r.get("train_acc") is not None]
     if fits:
         numbers["final_train_error"] = 1 - fits[-1]["train_acc"]
+        if fits[-1].get("train_nll") is not None:
+            numbers["final_train_nll"] = fits[-1]["train_nll"]
     if record.get("evaluation"):
         results = record["evaluation"]["results"]
         numbers |= {"ece": results["ece"], "fgsm_error": 1 - results["fgsm_acc"]}
@@ -192,10 +196,9 @@ def check_each_once(runs: Sequence[str | Path]) -> None:
             raise UsageError(f"{run} is the same run as {first}, given twice; pass each run once")
 
 
-def summarize_grid(runs: Sequence[str | Path], last: int = 20, unfinished: bool = False) -> dict[str, dict]:
-    """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear. ``runs`` are run
-    directories or --archive files. Runs without a summary are left out (a note on stderr names them) unless
-    ``unfinished``."""
+def finished_records(runs: Sequence[str | Path], unfinished: bool = False) -> list[dict[str, Any]]:
+    """The records of ``runs`` (run directories or --archive files), each read once. Runs without a summary are
+    left out (a note on stderr names them) unless ``unfinished``."""
     check_each_once(runs)
     records = [load_run(r) for r in runs]  # every argument must be a run, finished or not
     skipped = [r["name"] for r in records if not unfinished and not finished(r)]
@@ -203,10 +206,14 @@ def summarize_grid(runs: Sequence[str | Path], last: int = 20, unfinished: bool 
         raise UsageError("no run has finished yet (none has a summary.json); pass --unfinished to include them")
     if skipped:
         print(f"note: left out {len(skipped)} unfinished run(s): {', '.join(skipped)}", file=sys.stderr)
+    return [r for r in records if unfinished or finished(r)]
+
+
+def summarize_records(records: Sequence[dict[str, Any]], last: int = 20) -> dict[str, dict]:
+    """{group: {"runs": n, column: (mean, std), ...}} in the order groups first appear."""
     groups: dict[str, list[dict[str, float]]] = {}
     for record in records:
-        if unfinished or finished(record):
-            groups.setdefault(group_name(record["name"]), []).append(run_numbers(record, last))
+        groups.setdefault(group_name(record["name"]), []).append(run_numbers(record, last))
     table = {}
     for name, numbers in groups.items():
         row: dict = {"runs": len(numbers)}
@@ -216,6 +223,11 @@ def summarize_grid(runs: Sequence[str | Path], last: int = 20, unfinished: bool 
                 row[column] = mean_std(values)
         table[name] = row
     return table
+
+
+def summarize_grid(runs: Sequence[str | Path], last: int = 20, unfinished: bool = False) -> dict[str, dict]:
+    """:func:`summarize_records` of :func:`finished_records`: the table of run directories or --archive files."""
+    return summarize_records(finished_records(runs, unfinished), last)
 
 
 def markdown(table: dict[str, dict], last: int = 20) -> str:
@@ -236,34 +248,28 @@ def markdown(table: dict[str, dict], last: int = 20) -> str:
     return "\n".join(lines)
 
 
-def per_run_markdown(runs: Sequence[str | Path], unfinished: bool = False) -> str:
-    """One row per run, in the order given: the numbers behind a group's mean ± std, with the commit it ran at
-    (ECE and FGSM error columns when a run has an evaluation.json)."""
-    records = [r for r in map(load_run, runs) if unfinished or finished(r)]
+def per_run_markdown(records: Sequence[dict[str, Any]]) -> str:
+    """One row per run, in the order given: the numbers behind a group's mean ± std (:func:`run_numbers`), with
+    the commit it ran at (ECE and FGSM error columns when a run has an evaluation.json)."""
     evaluated = any(r.get("evaluation") for r in records)
     head = ["run", "test error at best val. (%)", "test NLL at best val.", "train error, final (%)", "train NLL, final"]
     head += ["ECE, final (%)", "FGSM error, final (%)"] if evaluated else []
     head += ["best val. at update", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
+
+    def cell(n: dict[str, float], key: str, fmt: str, scale: float = 1) -> str:
+        value = n.get(key)
+        return "—" if value is None or value != value else f"{scale * value:{fmt}}"  # value != value: NaN
+
     for record in records:
-        evals = [r for r in record["metrics"] if r.get("val_acc") is not None and r.get("test_acc") is not None]
-        if not evals:
-            raise UsageError(f"{record['name']} has no evaluation yet (no val_acc/test_acc in metrics.jsonl)")
-        best = max(evals, key=lambda r: r["val_acc"])
-        fits = [r for r in record["metrics"] if r.get("train_acc") is not None]
-        fit = fits[-1] if fits else {}
-        commit = ((record.get("summary") or {}).get("provenance") or {}).get("commit") or "—"
-        cells = [
-            f"`{record['name']}`",
-            f"{100 * (1 - best['test_acc']):.2f}",
-            f"{best['test_nll']:.3f}" if best.get("test_nll") is not None else "—",
-            f"{100 * (1 - fit['train_acc']):.1f}" if fit else "—",
-            f"{fit['train_nll']:.3f}" if fit.get("train_nll") is not None else "—",
-        ]
+        n = run_numbers(record)
+        cells = [f"`{record['name']}`", cell(n, "test_error_at_best_val", ".2f", 100)]
+        cells += [cell(n, "test_nll_at_best_val", ".3f"), cell(n, "final_train_error", ".1f", 100)]
+        cells += [cell(n, "final_train_nll", ".3f")]
         if evaluated:
-            results = (record.get("evaluation") or {}).get("results")
-            cells += [f"{100 * results['ece']:.1f}", f"{100 * (1 - results['fgsm_acc']):.1f}"] if results else ["—"] * 2
-        cells += [str(best.get("step", "—")), str(commit)[:7]]
+            cells += [cell(n, "ece", ".1f", 100), cell(n, "fgsm_error", ".1f", 100)]
+        commit = ((record.get("summary") or {}).get("provenance") or {}).get("commit") or "—"
+        cells += [str(n.get("best_step", "—")), str(commit)[:7]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -283,10 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.last < 1:
         raise UsageError(f"--last must be >= 1, got {args.last}")
     out = check_output_file(args.json, "--json", overwrite=args.overwrite) if args.json else None
-    table = summarize_grid(args.runs, args.last, args.unfinished)
+    records = finished_records(args.runs, args.unfinished)
+    table = summarize_records(records, args.last)
     print(markdown(table, args.last))
     if args.each:
-        print("\n" + per_run_markdown(args.runs, args.unfinished))
+        print("\n" + per_run_markdown(records))
     if out is not None:
         write_atomic(out, json.dumps(table, indent=1) + "\n")
     if args.archive:
