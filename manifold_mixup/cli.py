@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gan-sample": ("manifold_mixup.gan.sample", "draw samples from a trained generator"),
     "score": ("manifold_mixup.gan.score", "Inception Score, FID, KID, precision/recall of saved samples"),
     "gan-table6": ("manifold_mixup.gan.table6", "preprint Table 6 on the digits from run directories"),
+    "gan-report": ("manifold_mixup.gan.report", "a GAN grid's final scores per seed and mean ± std"),
     "evaluate": ("manifold_mixup.analyses.evaluate", "NLL, calibration, FGSM/PGD, deformations of a classifier"),
     "spiral": ("manifold_mixup.analyses.spiral", "the 2-D spiral figure (ICML Figure 1)"),
     "flattening": ("manifold_mixup.analyses.flattening", "singular values of hidden states (ICML Figure 3)"),
