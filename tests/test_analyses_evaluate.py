@@ -213,6 +213,23 @@ def test_end_to_end_on_a_tiny_run(tiny_run, tmp_path):
     assert second["results"]["pgd_acc"] == {} and second["protocol"]["pgd"]["steps"] == 0
 
 
+def test_a_saved_evaluation_prints_its_table_again(tiny_run, tmp_path, capsys):
+    """The JSON it wrote, or a run's record of common.report --archive holding it, prints the same table."""
+    out = tmp_path / "eval.json"
+    assert E.main([str(tiny_run), "--device", "cpu", "--out", str(out), "--pgd-steps", "2", "--max-images", "50"]) == 0
+    printed = capsys.readouterr().out.splitlines()[:-1]  # without the "written:" line
+    assert E.main([str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == printed
+    record = tmp_path / "run-s0.json"
+    record.write_text(json.dumps({"format": 1, "name": "run-s0", "evaluation": json.loads(out.read_text())}))
+    assert E.main([str(record)]) == 0
+    assert capsys.readouterr().out.splitlines() == printed
+    unevaluated = tmp_path / "plain.json"
+    unevaluated.write_text(json.dumps({"format": 1, "name": "run-s1", "evaluation": None}))
+    with pytest.raises(E.UsageError, match="holds no evaluation"):
+        E.main([str(unevaluated)])
+
+
 def _gan_like_run(path):
     path.mkdir()
     (path / "config.yaml").write_text(yaml.safe_dump({"dataset": "digits", "z_dim": 8, "n_dis": 1}))

@@ -4,6 +4,7 @@
     python -m analyses.evaluate RUN --eps 0.031 --max-images 2000 --out eval.json
     python -m analyses.evaluate RUN --deformations table9 --weights ema
     python -m analyses.evaluate RUN --pgd-steps 200 --pgd-step-size 0.01 --pgd-eps inf --pgd-report 10,50,200
+    python -m analyses.evaluate docs/results/digits/manifold-s0.json   # the table of a saved evaluation
 
 Reports, on the test images:
 
@@ -365,7 +366,11 @@ def get_args_parser() -> ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl.train or its checkpoint.pt")
+    p.add_argument(
+        "run",
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        help="a run directory of ssl.train or its checkpoint.pt; or a saved evaluation (.json) to print",
+    )
     p.add_argument("--data-dir", default=None, help="dataset folder (default: the run's data_dir)")
     p.add_argument("--eps", default=DEFAULT_EPS, help=f"FGSM L∞ radius in [0, 1] pixel units (default: {DEFAULT_EPS})")
     p.add_argument("--out", default=None, metavar="FILE.json", help=f"where to write the JSON (default: RUN/{RESULT})")
@@ -571,8 +576,24 @@ def output_path(args: argparse.Namespace) -> Path:
     return check_output_file(run_dir / RESULT, "the result file", overwrite=args.overwrite)
 
 
+def saved_result(path: Path) -> dict[str, Any]:
+    """The evaluation in a saved JSON: this command's own file, or a run's record of ``common.report --archive``."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: not a readable JSON file ({e})") from None
+    if isinstance(saved, dict) and isinstance(saved.get("evaluation"), dict):  # an archived run's record
+        saved = saved["evaluation"]
+    if not (isinstance(saved, dict) and {"results", "protocol"} <= saved.keys()):
+        raise UsageError(f"{path} holds no evaluation of python -m analyses.evaluate; evaluate the run first")
+    return saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.run.endswith(".json") and Path(args.run).is_file():  # the table of a saved evaluation, nothing run
+        print(format_table(saved_result(Path(args.run))))
+        return 0
     check_flags(args)  # the flags, then a missing run, then the output path: before any work
     locate_run(args.run)
     out = output_path(args)
