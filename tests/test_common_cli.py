@@ -1,5 +1,8 @@
 import json
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,23 @@ def test_output_files_need_their_suffix_and_the_record_goes_beside(tmp_path):
     path = write_json_beside(out, {"table": [1, 2]})
     assert path == tmp_path / "fig.json" and json.loads(path.read_text()) == {"table": [1, 2]}
     assert command_line("python -m analyses.spiral", ["--seed", "3"]) == "python -m analyses.spiral --seed 3"
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    """`python -m common.report ... | head`: the reader goes away; no traceback, exit 1 as a shell tool."""
+    script = "import sys\nfor i in range(100000):\n    print('row', i)\n"
+    code = (
+        "from manifold_mixup.common.cli import run_main\n"
+        f"def main(argv):\n    exec({script!r})\n    return 0\n"
+        "run_main(main, [], prog='p')\n"
+    )
+    result = subprocess.run(
+        f"{sys.executable} -c {shlex.quote(code)} | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout == "row 0\n" and result.returncode == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

@@ -364,6 +364,13 @@ def test_command_writes_json_with_the_protocol_and_fails_in_one_line(tmp_path, m
     assert p["reference"]["count"] == 500 and len(p["reference"]["sha256"]) == 64
     assert len(p["weights"]["sha256"]) == 64 and p["torch_fidelity"] and p["comparable_to_inception_scores"] is False
     assert "NOT Inception" in result.stdout and "never Inception" in p["note"]
+    # the saved result prints the same table again, without scoring anything
+    code, printed, _ = main_in_process(S.main, str(out))
+    table = result.stdout.splitlines()[: len(printed.splitlines())]
+    assert code == 0 and printed.splitlines() == table and "IS [digits-cnn, NOT Inception]" in printed
+    (tmp_path / "other.json").write_text(json.dumps({"results": {}}))
+    code, _, err = main_in_process(S.main, str(tmp_path / "other.json"))
+    assert code == 2 and "not a result file of python -m gan.score" in err
 
     def fails(*args, expect):  # as the user sees it: exit 2, one line, no traceback
         code, _, err = main_in_process(S.main, *args)

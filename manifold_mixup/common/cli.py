@@ -8,8 +8,10 @@ function wrapped by :func:`run_main`. Progress bars go to stderr and only to a t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import os
 import signal
 import sys
 import time
@@ -182,6 +184,11 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
         note = restore_replaced(keep=before)
         print(f"{name}: error: {e}" + (f" ({note})" if note else ""), file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as a shell tool does
+        restore_replaced(keep=before)
+        with contextlib.suppress(OSError):  # no flush error at exit: stdout now goes nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except OSError as e:
         if not is_disk_full(e):
             note = restore_replaced(keep=before)

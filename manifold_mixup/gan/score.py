@@ -5,6 +5,7 @@
     python -m gan.score samples/ --ref other-samples.npz --inception-weights weights-inception-2015-12-05-6726825d.pth
     python -m gan.score digits.npz --ref digits-train --feature-extractor digits-cnn
     python -m gan.score samples.npz --ref cifar10-train --prc           # + precision and recall
+    python -m gan.score docs/results/scores/noise.json                  # the table of a saved result
 
 SAMPLES is an ``.npz`` of uint8 NHWC images (key ``images``, or its only array), a folder of
 PNG/JPEG images, a ``gan.train`` checkpoint (``--num-samples`` are drawn from its generator), or a
@@ -622,8 +623,22 @@ def get_args_parser() -> ArgumentParser:
     return parser
 
 
+def saved_scores(path: Path) -> dict:
+    """A result JSON this command wrote (it holds the metrics and their ``protocol``)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("protocol"), dict):
+        raise UsageError(f"{path} is not a result file of python -m gan.score; score samples to make one")
+    return saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.samples.endswith(".json") and Path(args.samples).is_file():  # a saved result: its table, nothing run
+        print(format_table(saved_scores(Path(args.samples))))
+        return 0
     if args.num_samples <= 0:
         raise UsageError(f"--num-samples must be positive, got {args.num_samples}")
     if args.kid and args.ref is None:
