@@ -7,6 +7,7 @@
 #   TIER=supervised bash experiments/ssl_laptop_tier.sh  # every label:      OUT=runs/laptop-sup
 #   TIER=lowlabel bash experiments/ssl_laptop_tier.sh    # 4,000 labels and nothing else: OUT=runs/lowlabel
 #   TIER=ssl-long bash experiments/ssl_laptop_tier.sh    # SSL, 6,000 updates, no mixup vs manifold: OUT=runs/laptop-long
+#   TIER=digits bash experiments/ssl_laptop_tier.sh      # bundled digits SSL (docs/ssl.md), 4-5 min a run: OUT=runs/digits
 #     (3 methods x 3 seeds first, then the α, layer-set and loss ablations on seeds 0 and 1; ONLY=main stops
 #     after the 3 x 3, ONLY=ablations runs the ablations alone, ABLATIONS="manifold-a1 manifold-a4" a subset,
 #     ABLATION_SEEDS="0 1 2" other seeds; NAMES="supervised-s1 manifold-s1" runs exactly the runs named, in order)
@@ -21,12 +22,14 @@ case $TIER in
   supervised) CONFIG=configs/ssl/cifar10-supervised-laptop.yaml OUT=${OUT:-runs/laptop-sup} ;;
   lowlabel) CONFIG=configs/ssl/cifar10-4k-supervised.yaml OUT=${OUT:-runs/lowlabel} ;;
   ssl-long) CONFIG=configs/ssl/cifar10-4k-laptop-long.yaml OUT=${OUT:-runs/laptop-long} ;;
-  *) echo "TIER must be ssl, supervised, lowlabel or ssl-long, got '$TIER'" >&2; exit 2 ;;
+  digits) CONFIG=configs/ssl/digits.yaml OUT=${OUT:-runs/digits} ;;  # --data-dir is ignored for digits
+  *) echo "TIER must be ssl, supervised, lowlabel, ssl-long or digits, got '$TIER'" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 declare -A FLAGS=(
   [supervised]="--method supervised" [input]="--method input" [manifold]="--method manifold"
   [manifold-ema]="--pseudolabels ema" [manifold-w0]="--w-max 0" [manifold-prob]="--consistency prob"
+  [input-prob]="--method input --consistency prob"
   # lowlabel ablations: α of Manifold Mixup (ICML Table 4's question), eligible sets at α 2 (ICML Table 6's), loss
   [manifold-a0.5]="--method manifold --alpha-sup 0.5" [manifold-a1]="--method manifold --alpha-sup 1"
   [manifold-a4]="--method manifold --alpha-sup 4"
@@ -53,6 +56,11 @@ jobs_in_order() {  # what a time-boxed session needs first: every method on seed
   fi
   if [ "$TIER" = ssl-long ]; then
     for seed in 0 1 2; do echo supervised-s$seed manifold-s$seed; done
+    return
+  fi
+  if [ "$TIER" = digits ]; then  # docs/ssl.md's digits table: 4 rows, then the softmax-consistency rows
+    for seed in 0 1 2; do echo supervised-s$seed input-s$seed manifold-s$seed manifold-w0-s$seed; done
+    for seed in 0 1 2; do echo input-prob-s$seed manifold-prob-s$seed; done
     return
   fi
   if [ "$TIER" = supervised ]; then
