@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from torch import Tensor, nn
 
 from manifold_mixup.common.config import UsageError
-from manifold_mixup.common.mixup import Mix, mix
+from manifold_mixup.common.mixup import Mix, mix, permute_batch
 
 INPUT = "input"
 _ALIASES = {"pixel": INPUT}
@@ -254,5 +254,5 @@ class LayerMixup:
 
         x: (B, ...) inputs; y: (B, C) soft targets. Returns (output (B, ...), λ·y + (1−λ)·y[perm]).
         """
-        out = self.forward_with(x, m.point, lambda h: mix(h, h[m.perm], m.lam))
-        return out, mix(y, y[m.perm], m.lam)
+        out = self.forward_with(x, m.point, lambda h: mix(h, permute_batch(h, m.perm), m.lam))
+        return out, mix(y, permute_batch(y, m.perm), m.lam)

@@ -79,6 +79,37 @@ def sample_perm(batch_size: int, device: torch.device | str | None = None) -> Te
     return torch.randperm(batch_size, device=device)
 
 
+class _PermuteBatch(torch.autograd.Function):
+    """h[perm] whose backward gathers by the inverse permutation (grad[inv]) instead of autograd's
+    accumulating scatter (index_put_ with accumulate): the same numbers, since each row of the gradient
+    receives exactly one row, at 0.3-0.9x the time on the CPU (experiments/permute_bench.py)."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, perm: Tensor, inverse: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(inverse)
+        return h[perm]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        return grad[inverse], None, None
+
+
+def permute_batch(h: Tensor, perm: Tensor) -> Tensor:
+    """h[perm] for h of shape (B, ...) and perm a permutation of range(B) (:func:`sample_perm`), with a
+    backward that gathers instead of scattering. A perm that is not a permutation raises ValueError."""
+    if perm.shape != (h.shape[0],):
+        raise ValueError(f"perm must have shape ({h.shape[0]},) for a batch of {h.shape[0]}, got {tuple(perm.shape)}")
+    perm = perm.long()
+    inverse = torch.zeros_like(perm).scatter_(0, perm, torch.arange(len(perm), device=perm.device))
+    checkable = perm.device.type == "cpu" and not torch.compiler.is_compiling()  # no sync, no graph break
+    if checkable and not torch.equal(perm[inverse], torch.arange(len(perm))):
+        raise ValueError("perm must be a permutation of range(B): each index exactly once")
+    if not h.requires_grad:
+        return h[perm]
+    return _PermuteBatch.apply(h, perm, inverse)
+
+
 def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:
     """λ·a + (1−λ)·b for batches a, b of shape (B, ...); λ of shape () or (B,)."""
     if lam.dim() == 1:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from manifold_mixup.common.mixup import mix, sample_lam, sample_perm
+from manifold_mixup.common.mixup import mix, permute_batch, sample_lam, sample_perm
 
 Loss = Literal["ns", "hinge"]
 PAIRS = ("rf", "fr", "ff")
@@ -109,7 +109,7 @@ def apply_mixes(h_real: Tensor, h_fake: Tensor, draws: Sequence[PairMix]) -> Ten
         elif d.pair == "fr":
             mixes.append(mix(h_fake, h_real, d.lam))
         else:
-            mixes.append(mix(h_fake, h_fake[d.perm], d.lam))
+            mixes.append(mix(h_fake, permute_batch(h_fake, d.perm), d.lam))
     return torch.cat(mixes)
 
 
