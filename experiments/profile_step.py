@@ -146,40 +146,12 @@ def roofline(steps: dict[str, Callable[[], None]], autocast: Callable, repeats: 
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python experiments/profile_step.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", default="amp", choices=list(PATHS), help="ssl.bench path (default: amp)")
-    parser.add_argument("--depth", type=int, default=10, help="WRN depth (default: 10)")
-    parser.add_argument("--width", type=int, default=2, help="WRN width (default: 2)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default: 128)")
-    parser.add_argument("--steps", type=int, default=10, help="profiled steps per kind (default: 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="unprofiled steps first (default: 3)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
-    parser.add_argument("--zca", action="store_true", help="preprocess with a ZCA matmul (the SSL recipe)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this file (must not exist)")
-    args = parser.parse_args(argv)
-    if min(args.steps, args.batch_size, args.threads) < 1 or args.warmup < 0:
-        raise UsageError("--steps, --batch-size and --threads must be >= 1, --warmup >= 0")
-    if args.json and Path(args.json).exists():
-        raise UsageError(f"--json {args.json} exists; choose another file")
-    torch.set_num_threads(args.threads)
-    cfg = resolve_config(SSLConfig, None, {"depth": str(args.depth), "width": str(args.width)})
-    steps = make_steps(args.path, torch.device("cpu"), cfg, args.batch_size, zca=args.zca)
-    chosen = {k: steps[k][0] for k in STEP_KINDS}
-    for _ in range(args.warmup):
-        for step in chosen.values():
-            step()
-    rates = roofline(chosen, lambda: PATHS[args.path].autocast(torch.device("cpu")), args.steps)
-    results = {}
-    for kind, step in chosen.items():
-        by_kind, by_name = profile_step(step, args.steps)
-        total = sum(by_kind.values())
-        top = sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
-        results[kind] = {"ms_per_step": total, "by_kind_ms": by_kind, "top_ops_ms": dict(top)}
+def print_tables(a: dict, results: dict[str, dict], rates: dict[str, dict]) -> None:
+    """The operator table and the roofline table of one profile (``a``: its arguments, as --json records them)."""
     print(
-        f"# profile: WRN-{args.depth}-{args.width}, batch {args.batch_size}, path {args.path}, "
-        f"{args.threads} thread(s), {'ZCA' if args.zca else 'no ZCA'}, {args.steps} profiled steps per kind after "
-        f"{args.warmup} warm-up rounds\n"
+        f"# profile: WRN-{a['depth']}-{a['width']}, batch {a['batch_size']}, path {a['path']}, "
+        f"{a['threads']} thread(s), {'ZCA' if a['zca'] else 'no ZCA'}, {a['steps']} profiled steps per kind after "
+        f"{a['warmup']} warm-up rounds\n"
     )
     kinds = [*KINDS, "other"]
     print("| operator kind | " + " | ".join(STEP_KINDS) + " |")
@@ -207,6 +179,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {k} | {r['step_ms']:.0f} | {r['convs_alone_ms']:.0f} | {100 * r['convs_share']:.0f} % | "
             f"{r['gflop']:.1f} | {r['step_gflops']:.0f} | {r['convs_alone_gflops']:.0f} |"
         )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python experiments/profile_step.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--path", default="amp", choices=list(PATHS), help="ssl.bench path (default: amp)")
+    parser.add_argument("--depth", type=int, default=10, help="WRN depth (default: 10)")
+    parser.add_argument("--width", type=int, default=2, help="WRN width (default: 2)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default: 128)")
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps per kind (default: 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="unprofiled steps first (default: 3)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    parser.add_argument("--zca", action="store_true", help="preprocess with a ZCA matmul (the SSL recipe)")
+    parser.add_argument("--json", default=None, help="also write the numbers to this file (must not exist)")
+    parser.add_argument("--show", default=None, help="print the tables of a profile saved with --json, run nothing")
+    args = parser.parse_args(argv)
+    if args.show:
+        try:
+            saved = json.loads(Path(args.show).read_text())
+            print_tables(saved["args"], saved["results"], saved["roofline"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--show {args.show}: not a profile saved with --json ({type(e).__name__}: {e})") from None
+        return 0
+    if min(args.steps, args.batch_size, args.threads) < 1 or args.warmup < 0:
+        raise UsageError("--steps, --batch-size and --threads must be >= 1, --warmup >= 0")
+    if args.json and Path(args.json).exists():
+        raise UsageError(f"--json {args.json} exists; choose another file")
+    torch.set_num_threads(args.threads)
+    cfg = resolve_config(SSLConfig, None, {"depth": str(args.depth), "width": str(args.width)})
+    steps = make_steps(args.path, torch.device("cpu"), cfg, args.batch_size, zca=args.zca)
+    chosen = {k: steps[k][0] for k in STEP_KINDS}
+    for _ in range(args.warmup):
+        for step in chosen.values():
+            step()
+    rates = roofline(chosen, lambda: PATHS[args.path].autocast(torch.device("cpu")), args.steps)
+    results = {}
+    for kind, step in chosen.items():
+        by_kind, by_name = profile_step(step, args.steps)
+        total = sum(by_kind.values())
+        top = sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
+        results[kind] = {"ms_per_step": total, "by_kind_ms": by_kind, "top_ops_ms": dict(top)}
+    print_tables(vars(args), results, rates)
     if args.json:
         payload = {"args": vars(args), "results": results, "roofline": rates}
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")

@@ -2,9 +2,10 @@
 
 The README and docs/ give, for each results table, the command that prints it from the records under
 docs/results/ (``python -m common.report docs/results/...``, ``gan.report``, ``gan.table6``,
-``experiments/gradient_scale.py --show``). This test finds those commands in the markdown (fenced blocks and
-inline code), runs each on the committed records, and checks that every table row it prints appears verbatim in
-the file that quotes it: a record changed without its table, or a table edited by hand, fails here.
+``experiments/gradient_scale.py --show``, ``experiments/profile_step.py --show``). This test finds those
+commands in the markdown (fenced blocks and inline code), runs each on the committed records, and checks that
+every table row it prints appears verbatim in the file that quotes it: a record changed without its table, or
+a table edited by hand, fails here.
 """
 
 from __future__ import annotations
@@ -27,14 +28,21 @@ spec = importlib.util.spec_from_file_location("gradient_scale_docs", ROOT / "exp
 gradient_scale = importlib.util.module_from_spec(spec)
 sys.modules["gradient_scale_docs"] = gradient_scale
 spec.loader.exec_module(gradient_scale)
+spec = importlib.util.spec_from_file_location("profile_step_docs", ROOT / "experiments" / "profile_step.py")
+profile_step = importlib.util.module_from_spec(spec)
+sys.modules["profile_step_docs"] = profile_step
+spec.loader.exec_module(profile_step)
 
 COMMANDS = {
     "python -m common.report": report.main,
     "python -m gan.report": gan_report.main,
     "python -m gan.table6": table6.main,
     "python experiments/gradient_scale.py": gradient_scale.main,
+    "python experiments/profile_step.py": profile_step.main,
 }
-PATTERN = re.compile(r"(python (?:-m (?:common\.report|gan\.report|gan\.table6)|experiments/gradient_scale\.py)) (.*)")
+PATTERN = re.compile(
+    r"(python (?:-m (?:common\.report|gan\.report|gan\.table6)|experiments/(?:gradient_scale|profile_step)\.py)) (.*)"
+)
 DOCS = sorted([ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md")])
 
 
@@ -78,6 +86,7 @@ def test_the_docs_name_the_commands_of_their_tables():
         ("docs/supervised.md", "python -m common.report"),
         ("docs/gan.md", "python -m gan.report"),
         ("docs/gan.md", "python -m gan.table6"),
+        ("BENCHMARKS.md", "python experiments/profile_step.py"),
     ]:
         assert (doc, program) in found, f"{doc} no longer names a {program} command over docs/results"
 

@@ -2,6 +2,7 @@
 table's FLOPs are the convolutions' own."""
 
 import importlib.util
+import json
 import sys
 
 import pytest
@@ -71,3 +72,39 @@ def test_roofline_counts_the_convolutions_flops():
     assert rates["conv_gflop"] * 1e9 == pytest.approx(expected)
     assert rates["gflop"] >= rates["conv_gflop"]
     assert rates["step_ms"] > 0 and rates["convs_alone_ms"] > 0 and rates["convs_share"] > 0
+
+
+def test_show_prints_a_saved_profiles_tables_and_refuses_another_file(tmp_path, capsys):
+    results = {
+        k: {"ms_per_step": 10.0, "by_kind_ms": {"convolution": 7.0, "batch norm": 3.0}, "top_ops_ms": {"aten::x": 7.0}}
+        for k in P.STEP_KINDS
+    }
+    rates = {
+        k: {
+            "step_ms": 10,
+            "convs_alone_ms": 7,
+            "convs_share": 0.7,
+            "gflop": 1,
+            "step_gflops": 100,
+            "convs_alone_gflops": 143,
+        }
+        for k in P.STEP_KINDS
+    }
+    args = {
+        "depth": 10,
+        "width": 2,
+        "batch_size": 8,
+        "path": "amp",
+        "threads": 1,
+        "zca": False,
+        "steps": 2,
+        "warmup": 1,
+    }
+    saved = tmp_path / "profile.json"
+    saved.write_text(json.dumps({"args": args, "results": results, "roofline": rates}))
+    assert P.main(["--show", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "| convolution | 7.0 ms (70 %) |" in out and "| 10 | 7 | 70 % | 1.0 | 100 | 143 |" in out
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    with pytest.raises(P.UsageError, match="not a profile saved with --json"):
+        P.main(["--show", str(tmp_path / "other.json")])
