@@ -50,7 +50,7 @@ def documented_commands(text: str) -> list[tuple[str, str]]:
     """(program, arguments) of each command that reads docs/results, from code blocks (continuation lines
     joined, comments cut) and inline code spans; commands that write (--archive, --json, --samples) left out."""
     candidates = []
-    for block in re.findall(r"```(?:bash)?\n(.*?)```", text, re.S):
+    for block in re.findall(r"```[\w-]*\n(.*?)```", text, re.S):
         candidates += [line.split(" #")[0] for line in block.replace("\\\n", " ").splitlines()]
     inline = re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
     candidates += [span.replace("\n", " ") for span in inline]
