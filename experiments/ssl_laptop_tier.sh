@@ -7,7 +7,7 @@
 #   TIER=supervised bash experiments/ssl_laptop_tier.sh  # every label:      OUT=runs/laptop-sup
 #   TIER=lowlabel bash experiments/ssl_laptop_tier.sh    # 4,000 labels and nothing else: OUT=runs/lowlabel
 #   TIER=ssl-long bash experiments/ssl_laptop_tier.sh    # SSL, 6,000 updates, no mixup vs manifold: OUT=runs/laptop-long
-#   TIER=digits bash experiments/ssl_laptop_tier.sh      # bundled digits SSL (docs/ssl.md), 4-5 min a run: OUT=runs/digits
+#   TIER=digits bash experiments/ssl_laptop_tier.sh      # bundled digits SSL (docs/ssl.md), 1-5 min a run: OUT=runs/digits
 #     (3 methods x 3 seeds first, then the α, layer-set and loss ablations on seeds 0 and 1; ONLY=main stops
 #     after the 3 x 3, ONLY=ablations runs the ablations alone, ABLATIONS="manifold-a1 manifold-a4" a subset,
 #     ABLATION_SEEDS="0 1 2" other seeds; NAMES="supervised-s1 manifold-s1" runs exactly the runs named, in order)

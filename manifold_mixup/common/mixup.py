@@ -82,7 +82,8 @@ def sample_perm(batch_size: int, device: torch.device | str | None = None) -> Te
 class _PermuteBatch(torch.autograd.Function):
     """h[perm] whose backward gathers by the inverse permutation (grad[inv]) instead of autograd's
     accumulating scatter (index_put_ with accumulate): the same numbers, since each row of the gradient
-    receives exactly one row, at 0.3-0.9x the time on the CPU (experiments/permute_bench.py)."""
+    receives exactly one row; on the CPU 0.40-0.64x the time in bf16 channels-last, about 0.4 ms slower on small
+    fp32 states (experiments/permute_bench.py, BENCHMARKS.md)."""
 
     @staticmethod
     def forward(ctx, h: Tensor, perm: Tensor, inverse: Tensor) -> Tensor:  # type: ignore[override]
